@@ -1,0 +1,278 @@
+"""Find and read MusicGen checkpoints, safely: the Hugging Face folder layout and the audiocraft one.
+
+Hugging Face layout: config.json (sub-configs text_encoder / audio_encoder / decoder), safetensors
+weights (one file or shards with an index) or pytorch_model.bin, tokenizer files.
+audiocraft layout: state_dict.bin {'best_state': LM tensors, 'xp.cfg': YAML} and
+compression_state_dict.bin; T5 and EnCodec come from the hub cache by the names they give.
+Pickled files are only ever read with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from .errors import MusicgenError
+from .lm import LMConfig
+
+DEFAULT_MODEL = "facebook/musicgen-small"
+AUDIOCRAFT_T5_NAMES = {"t5-base": ["t5-base", "google-t5/t5-base"]}
+AUDIOCRAFT_CODEC = "facebook/encodec_32khz"
+
+
+@dataclass
+class Checkpoint:
+    name: str
+    lm_config: LMConfig
+    lm_state: dict[str, torch.Tensor]
+    text_encoder: torch.nn.Module  # transformers T5EncoderModel
+    tokenizer: object
+    codec: torch.nn.Module  # transformers EncodecModel
+    max_duration: float = 30.0
+
+
+def hub_snapshot(repo_id: str) -> Path | None:
+    """The local hub-cache folder of `repo_id`, or None when it is not cached (never downloads)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:
+        return None
+
+
+def resolve(model: str) -> Path:
+    """A folder path, or a hub id found in the local hub cache."""
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise MusicgenError(f"--model {model}: expected a checkpoint folder, got a file")
+        return path
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", model) and not model.startswith((".", "/")):
+        found = hub_snapshot(model)
+        if found is not None:
+            return found
+        raise MusicgenError(
+            f"model '{model}' is not in the local Hugging Face cache; download it once with "
+            f"`huggingface-cli download {model}` on a machine with network, or pass --model FOLDER"
+        )
+    raise MusicgenError(f"model folder '{model}' does not exist")
+
+
+def load(model: str) -> Checkpoint:
+    folder = resolve(model)
+    if (folder / "config.json").is_file():
+        return _load_hf(folder, model)
+    if (folder / "state_dict.bin").is_file():
+        return _load_audiocraft(folder, model)
+    raise MusicgenError(
+        f"'{model}' is not a MusicGen checkpoint: no config.json (Hugging Face layout) "
+        "or state_dict.bin (audiocraft layout) in it"
+    )
+
+
+# -- reading tensors -------------------------------------------------------------------------------
+
+
+def _torch_load(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise MusicgenError(f"refusing to load {path}: it holds pickled Python objects, not only tensors")
+        raise MusicgenError(f"cannot read {path}: the file is truncated or corrupt") from e
+
+
+def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (folder / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    elif (folder / "pytorch_model.bin").is_file():
+        return _torch_load(folder / "pytorch_model.bin")
+    else:
+        raise MusicgenError(f"no weights in {folder} (model.safetensors or pytorch_model.bin)")
+    state = {}
+    for name in files:
+        try:
+            state.update(load_file(folder / name))
+        except FileNotFoundError:
+            raise MusicgenError(f"weights file {folder / name} is missing")
+        except Exception as e:
+            raise MusicgenError(f"cannot read {folder / name}: the file is truncated or corrupt") from e
+    return state
+
+
+def _with_prefix(state: dict, prefix: str) -> dict:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+# -- building the transformers parts ----------------------------------------------------------------
+
+
+def _load_module(module: torch.nn.Module, state: dict, what: str) -> torch.nn.Module:
+    state = {_weight_norm_name(k): v for k, v in state.items()}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("embed_tokens.weight")]  # T5 ties it to `shared`
+    if missing or unexpected:
+        raise MusicgenError(f"the checkpoint's {what} weights do not match its config ({(missing or unexpected)[0]})")
+    if hasattr(module, "tie_weights"):
+        module.tie_weights()
+    return module.eval()
+
+
+def _weight_norm_name(key: str) -> str:
+    """Hub EnCodec files store weight norm as weight_g / weight_v; transformers 5 names them otherwise."""
+    return key.replace(".weight_g", ".parametrizations.weight.original0").replace(
+        ".weight_v", ".parametrizations.weight.original1"
+    )
+
+
+def _text_encoder(config: dict, state: dict) -> torch.nn.Module:
+    from transformers import T5Config, T5EncoderModel
+
+    return _load_module(T5EncoderModel(T5Config.from_dict(config)), state, "text encoder")
+
+
+def _codec(config: dict, state: dict) -> torch.nn.Module:
+    from transformers import EncodecConfig, EncodecModel
+
+    return _load_module(EncodecModel(EncodecConfig.from_dict(config)), state, "audio codec")
+
+
+def _tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except Exception as e:
+        raise MusicgenError(f"cannot load the T5 tokenizer from {folder}: {str(e).splitlines()[0]}") from e
+
+
+# -- the two layouts -------------------------------------------------------------------------------
+
+
+def _load_hf(folder: Path, name: str) -> Checkpoint:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (ValueError, OSError) as e:
+        raise MusicgenError(f"{folder / 'config.json'} is not valid JSON") from e
+    if config.get("model_type") != "musicgen" or "decoder" not in config:
+        kind = config.get("model_type", "unknown")
+        raise MusicgenError(f"'{name}' is not a text-to-music MusicGen checkpoint (model_type: {kind})")
+    dec = config["decoder"]
+    state = _read_weights(folder)
+    lm_state = {
+        **{"enc_to_dec_proj." + k: v for k, v in _with_prefix(state, "enc_to_dec_proj.").items()},
+        **_with_prefix(state, "decoder.model.decoder."),
+        **{"lm_heads." + k: v for k, v in _with_prefix(state, "decoder.lm_heads.").items()},
+    }
+    if "enc_to_dec_proj.weight" not in lm_state:
+        raise MusicgenError(f"'{name}' is not a MusicGen checkpoint: its weights have no decoder/projection")
+    lm_config = LMConfig(
+        dim=dec["hidden_size"],
+        num_layers=dec["num_hidden_layers"],
+        num_heads=dec["num_attention_heads"],
+        ffn_dim=dec["ffn_dim"],
+        num_codebooks=dec["num_codebooks"],
+        card=dec["vocab_size"],
+        text_dim=lm_state["enc_to_dec_proj.weight"].shape[1],
+        channels=dec.get("audio_channels", 1),
+    )
+    return Checkpoint(
+        name=name,
+        lm_config=lm_config,
+        lm_state=lm_state,
+        text_encoder=_text_encoder(config["text_encoder"], _with_prefix(state, "text_encoder.")),
+        tokenizer=_tokenizer(folder),
+        codec=_codec(config["audio_encoder"], _with_prefix(state, "audio_encoder.")),
+    )
+
+
+_AUDIOCRAFT_RENAMES = [
+    (r"^emb\.", "embed_tokens."),
+    (r"^transformer\.layers\.", "layers."),
+    (r"\.cross_attention\.", ".encoder_attn."),
+    (r"\.linear1\.", ".fc1."),
+    (r"\.linear2\.", ".fc2."),
+    (r"\.norm1\.", ".self_attn_layer_norm."),
+    (r"\.norm_cross\.", ".encoder_attn_layer_norm."),
+    (r"\.norm2\.", ".final_layer_norm."),
+    (r"^out_norm\.", "layer_norm."),
+    (r"^linears\.", "lm_heads."),
+    (r"^condition_provider\.conditioners\.description\.output_proj\.", "enc_to_dec_proj."),
+]
+
+
+def audiocraft_to_lm_state(best_state: dict) -> dict[str, torch.Tensor]:
+    """audiocraft LM tensor names -> ours (= Hugging Face's); stacked in_proj [3*dim, dim] is split."""
+    out = {}
+    for key, value in best_state.items():
+        for pattern, repl in _AUDIOCRAFT_RENAMES:
+            key = re.sub(pattern, repl, key)
+        if key.endswith(".in_proj_weight"):
+            base = key[: -len("in_proj_weight")]
+            for part, chunk in zip("qkv", value.chunk(3, dim=0)):
+                out[f"{base}{part}_proj.weight"] = chunk
+        else:
+            out[key] = value
+    return out
+
+
+def _hub_part(names: list[str], what: str, loader):
+    for repo in names:
+        snapshot = hub_snapshot(repo)
+        if snapshot is not None:
+            return loader(snapshot)
+    raise MusicgenError(
+        f"this audiocraft checkpoint needs {what} '{names[0]}' from the Hugging Face cache; "
+        f"download it once with `huggingface-cli download {names[-1]}`"
+    )
+
+
+def _load_audiocraft(folder: Path, name: str) -> Checkpoint:
+    from transformers import AutoTokenizer, EncodecModel, T5EncoderModel
+
+    package = _torch_load(folder / "state_dict.bin")
+    if not isinstance(package, dict) or "best_state" not in package or "xp.cfg" not in package:
+        raise MusicgenError(f"{folder / 'state_dict.bin'} is not an audiocraft MusicGen LM (no best_state / xp.cfg)")
+    cfg = package["xp.cfg"]
+    cfg = yaml.safe_load(cfg) if isinstance(cfg, str) else cfg
+    lm_cfg = cfg["transformer_lm"]
+    if cfg.get("fuser", {}).get("prepend"):
+        raise MusicgenError(f"'{name}' is a melody checkpoint; it is not supported by `generate`")
+    lm_state = audiocraft_to_lm_state(package["best_state"])
+    lm_config = LMConfig(
+        dim=lm_cfg["dim"],
+        num_layers=lm_cfg["num_layers"],
+        num_heads=lm_cfg["num_heads"],
+        ffn_dim=int(lm_cfg.get("hidden_scale", 4) * lm_cfg["dim"]),
+        num_codebooks=lm_cfg["n_q"],
+        card=lm_cfg["card"],
+        text_dim=lm_state["enc_to_dec_proj.weight"].shape[1],
+        channels=cfg.get("channels", 1),
+    )
+    t5_name = cfg["conditioners"]["description"]["t5"]["name"]
+    t5_repos = AUDIOCRAFT_T5_NAMES.get(t5_name, [t5_name])
+    codec_file = folder / "compression_state_dict.bin"
+    pointer = _torch_load(codec_file).get("pretrained") if codec_file.is_file() else None
+    # A full audiocraft codec state uses audiocraft's own module names: the same published codec
+    # is read from the hub cache in the transformers format instead.
+    codec_repo = pointer if isinstance(pointer, str) else AUDIOCRAFT_CODEC
+    return Checkpoint(
+        name=name,
+        lm_config=lm_config,
+        lm_state=lm_state,
+        text_encoder=_hub_part(t5_repos, "the text encoder", T5EncoderModel.from_pretrained).eval(),
+        tokenizer=_hub_part(t5_repos, "the tokenizer", AutoTokenizer.from_pretrained),
+        codec=_hub_part([codec_repo], "the audio codec", EncodecModel.from_pretrained).eval(),
+        max_duration=float(cfg.get("dataset", {}).get("segment_duration", 30.0)),
+    )

@@ -1,0 +1,114 @@
+"""Autoregressive generation of codebook frames: prefill, one decode step per column, long-form windows.
+
+Pieces longer than the model's window (30 s for the published models) are generated window by
+window: each new window starts from the last (window - stride) frames of tokens as its prompt,
+positions restart at 0, and only the new frames are kept. The codec decodes once at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from . import patterns
+from .lm import MusicGenLM
+from .sampling import SamplingOptions, next_tokens
+
+Progress = Callable[[int, int], None]  # (steps done, steps in all)
+
+
+@dataclass(frozen=True)
+class Window:
+    prompt: int  # frames of tokens given at the start of this window
+    total: int  # frames in this window, prompt included
+
+
+def plan_windows(frames: int, prompt: int, window: int, stride: int) -> list[Window]:
+    """Windows that together produce `frames` frames, the first starting from `prompt` frames."""
+    if not 0 < stride <= window:
+        raise ValueError(f"stride must be between 1 and {window} frames")
+    if prompt >= window:
+        raise ValueError("the prompt must be shorter than the model's window")
+    plan = [Window(prompt, min(frames, window))]
+    have = plan[0].total
+    while have < frames:
+        keep = min(window - stride, have)
+        total = min(window, keep + frames - have)
+        plan.append(Window(keep, total))
+        have += total - keep
+    return plan
+
+
+def steps_in(window: Window, delays: list[int]) -> int:
+    """Decode steps (sampled columns) for one window: its new frames plus the pattern's overhang."""
+    return window.total - window.prompt + max(delays)
+
+
+@torch.inference_mode()
+def generate_window(
+    lm: MusicGenLM,
+    prompt: torch.Tensor,
+    frames: int,
+    opts: SamplingOptions,
+    generator: torch.Generator | None,
+    on_step: Callable[[], None] = lambda: None,
+) -> torch.Tensor:
+    """prompt codes [B, K, P] -> codes [B, K, frames] (the prompt's frames included, unchanged).
+
+    The conditioning and caches must already be set on `lm` (rows: B, or 2B with guidance).
+    """
+    delays = patterns.delays_for(lm.cfg.num_codebooks, lm.cfg.channels)
+    seq, known = patterns.build(prompt, delays, frames, lm.cfg.special)
+    first = int((~known).any(dim=1).any(dim=0).nonzero()[0])  # first column with a cell to sample
+
+    def logits_at(start: int, end: int) -> torch.Tensor:
+        x = seq[:, :, start:end]
+        if opts.guided:
+            x = torch.cat([x, x])  # conditional rows, then unconditional rows
+        return lm(x, start, last_only=True)[:, :, -1]
+
+    logits = logits_at(0, first)  # prefill: every column before the first unknown one
+    for col in range(first, seq.shape[2]):
+        drawn = next_tokens(logits, opts, generator)
+        seq[:, :, col] = torch.where(known[:, :, col], seq[:, :, col], drawn)
+        on_step()
+        if col + 1 < seq.shape[2]:
+            logits = logits_at(col, col + 1)
+    return patterns.revert(seq, delays, frames)
+
+
+def generate_codes(
+    lm: MusicGenLM,
+    frames: int,
+    opts: SamplingOptions,
+    prompt: torch.Tensor,
+    window: int,
+    stride: int,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """Generate `frames` frames after the prompt codes [B, K, P] (P may be 0), long pieces in windows.
+
+    Returns codes [B, K, frames] including the prompt's frames.
+    """
+    delays = patterns.delays_for(lm.cfg.num_codebooks, lm.cfg.channels)
+    plan = plan_windows(frames, prompt.shape[2], window, stride)
+    total_steps = sum(steps_in(w, delays) for w in plan)
+    done = 0
+
+    def on_step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total_steps)
+
+    device = lm.layer_norm.weight.device
+    generator = None if opts.greedy else torch.Generator(device).manual_seed(opts.seed)
+    rows = prompt.shape[0] * (2 if opts.guided else 1)
+    lm.setup_caches(rows, patterns.num_columns(max(w.total for w in plan), delays))
+    codes = generate_window(lm, prompt, plan[0].total, opts, generator, on_step)
+    for w in plan[1:]:
+        new = generate_window(lm, codes[:, :, codes.shape[2] - w.prompt :], w.total, opts, generator, on_step)
+        codes = torch.cat([codes, new[:, :, w.prompt :]], dim=2)
+    return codes

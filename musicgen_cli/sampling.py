@@ -1,0 +1,81 @@
+"""Guidance and sampling in plain PyTorch: the reference path the fast kernels are checked against.
+
+Order of operations (as in transformers and audiocraft): classifier-free guidance on raw logits,
+then temperature, then top-k, then top-p over what top-k kept, then one seeded draw.
+`top_k == 1` (or temperature 0) is exact greedy decoding: argmax, no random draw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    top_k: int = 250  # 0 = no top-k filter
+    top_p: float = 0.0  # 0 = no top-p filter
+    temperature: float = 1.0
+    cfg: float = 3.0  # classifier-free guidance scale; 1 = no guidance
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.top_k < 0:
+            raise ValueError("top-k must be 0 (off) or a positive number of tokens")
+        if not 0.0 <= self.top_p <= 1.0:
+            raise ValueError("top-p must be between 0 (off) and 1")
+        if not self.temperature >= 0.0:
+            raise ValueError("temperature must be 0 (greedy) or more")
+        if not self.cfg >= 0.0:
+            raise ValueError("the guidance scale (cfg) must be 0 or more")
+
+    @property
+    def greedy(self) -> bool:
+        return self.top_k == 1 or self.temperature == 0.0
+
+    @property
+    def guided(self) -> bool:
+        return self.cfg != 1.0
+
+
+def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    return uncond + (cond - uncond) * scale
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits of each row (ties with the k-th are kept); the rest become -inf."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the smallest set of most probable tokens whose probability adds up to at least p."""
+    if p <= 0.0 or p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = sorted_logits.softmax(dim=-1)
+    before = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above this one
+    drop_sorted = before >= p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def sample(logits: torch.Tensor, opts: SamplingOptions, generator: torch.Generator | None) -> torch.Tensor:
+    """logits [..., V] -> token ids [...]."""
+    if opts.greedy:
+        return logits.argmax(dim=-1)
+    logits = top_p_filter(top_k_filter(logits.float() / opts.temperature, opts.top_k), opts.top_p)
+    probs = logits.softmax(dim=-1)
+    flat = probs.reshape(-1, probs.shape[-1])
+    return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+
+
+def next_tokens(logits: torch.Tensor, opts: SamplingOptions, generator: torch.Generator | None) -> torch.Tensor:
+    """LM output [R, K, V] for R rows (with guidance: B conditional rows then B unconditional) -> [B, K]."""
+    if opts.guided:
+        cond, uncond = logits.chunk(2, dim=0)
+        logits = guide(cond, uncond, opts.cfg)
+    return sample(logits, opts, generator)
