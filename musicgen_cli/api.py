@@ -48,7 +48,7 @@ class MusicGen:
             self.lm.load_state_dict(checkpoint.lm_state, strict=True)
         except RuntimeError as e:
             raise MusicgenError(f"the checkpoint's decoder weights do not match its config: {e.args[0].splitlines()[1].strip()}")
-        self.lm.to(device=device, dtype=dtype).eval()
+        self.lm.to(device=device, dtype=dtype).eval().requires_grad_(False)
         self.text = TextConditioner(checkpoint.tokenizer, checkpoint.text_encoder.to(device))
         self.codec = Codec(checkpoint.codec.to(device), checkpoint.lm_config.channels)
         self.device = device
@@ -72,6 +72,7 @@ class MusicGen:
     def frames_for(self, seconds: float) -> int:
         return max(1, round(check_duration(seconds) * self.frame_rate))
 
+    @torch.inference_mode()
     def generate_codes(
         self,
         prompts: list[str],

@@ -32,7 +32,7 @@ class RateColumn(ProgressColumn):
 
     def render(self, task) -> Text:
         f = task.fields
-        frames = int(task.completed / max(task.total, 1) * f["frames"])
+        frames = int(task.completed / task.total * f["frames"]) if task.total else 0
         rate = task.speed or 0.0
         return Text(f"{frames}/{f['frames']} frames · {frames / f['frame_rate']:.1f} s audio · {rate:.1f} steps/s")
 
@@ -128,6 +128,8 @@ def generate(
     with err.status(f"Loading {model} ..."):
         mg = MusicGen.load(model, device=device)
     frames = mg.frames_for(duration)
+    layout = "stereo" if mg.channels == 2 else "mono"
+    err.print(f"{len(prompts)} × {frames / mg.frame_rate:g} s of {layout} {mg.sample_rate} Hz audio from {model}")
     start = time.perf_counter()
     columns = [TextColumn("[bold]generating"), BarColumn(), RateColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=err) as bar:
@@ -159,9 +161,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: one clear line on stderr and a non-zero exit for bad input, never a traceback."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="musicgen", standalone_mode=False)
+        code = command.main(args=argv, prog_name="musicgen", standalone_mode=False)
     except typer.Exit as e:
-        sys.exit(e.exit_code)
+        code = e.exit_code
     except typer.TyperException as e:  # usage errors: unknown option, a value that is not a number, ...
         message = e.format_message() if hasattr(e, "format_message") else str(e)
         if type(e).__name__ == "NoArgsIsHelpError":
@@ -175,3 +177,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     except MusicgenError as e:
         print(f"musicgen: error: {e}", file=sys.stderr)
         sys.exit(1)
+    if code == 130:  # typer turns Ctrl-C into exit code 130
+        print("musicgen: interrupted; no output file was left behind", file=sys.stderr)
+    sys.exit(code if isinstance(code, int) else 0)
