@@ -115,6 +115,15 @@ def _with_prefix(state: dict, prefix: str) -> dict:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def hf_to_lm_state(state: dict) -> dict[str, torch.Tensor]:
+    """A Hugging Face MusicGen state dict -> our LM's tensors (same names, prefixes dropped)."""
+    return {
+        **{"enc_to_dec_proj." + k: v for k, v in _with_prefix(state, "enc_to_dec_proj.").items()},
+        **_with_prefix(state, "decoder.model.decoder."),
+        **{"lm_heads." + k: v for k, v in _with_prefix(state, "decoder.lm_heads.").items()},
+    }
+
+
 # -- building the transformers parts ----------------------------------------------------------------
 
 
@@ -160,6 +169,20 @@ def _tokenizer(folder: Path):
 # -- the two layouts -------------------------------------------------------------------------------
 
 
+def hf_lm_config(dec: dict, text_dim: int) -> LMConfig:
+    """The `decoder` part of a Hugging Face MusicGen config.json -> LMConfig."""
+    return LMConfig(
+        dim=dec["hidden_size"],
+        num_layers=dec["num_hidden_layers"],
+        num_heads=dec["num_attention_heads"],
+        ffn_dim=dec["ffn_dim"],
+        num_codebooks=dec["num_codebooks"],
+        card=dec["vocab_size"],
+        text_dim=text_dim,
+        channels=dec.get("audio_channels", 1),
+    )
+
+
 def _load_hf(folder: Path, name: str) -> Checkpoint:
     try:
         config = json.loads((folder / "config.json").read_text())
@@ -168,25 +191,11 @@ def _load_hf(folder: Path, name: str) -> Checkpoint:
     if config.get("model_type") != "musicgen" or "decoder" not in config:
         kind = config.get("model_type", "unknown")
         raise MusicgenError(f"'{name}' is not a text-to-music MusicGen checkpoint (model_type: {kind})")
-    dec = config["decoder"]
     state = _read_weights(folder)
-    lm_state = {
-        **{"enc_to_dec_proj." + k: v for k, v in _with_prefix(state, "enc_to_dec_proj.").items()},
-        **_with_prefix(state, "decoder.model.decoder."),
-        **{"lm_heads." + k: v for k, v in _with_prefix(state, "decoder.lm_heads.").items()},
-    }
+    lm_state = hf_to_lm_state(state)
     if "enc_to_dec_proj.weight" not in lm_state:
         raise MusicgenError(f"'{name}' is not a MusicGen checkpoint: its weights have no decoder/projection")
-    lm_config = LMConfig(
-        dim=dec["hidden_size"],
-        num_layers=dec["num_hidden_layers"],
-        num_heads=dec["num_attention_heads"],
-        ffn_dim=dec["ffn_dim"],
-        num_codebooks=dec["num_codebooks"],
-        card=dec["vocab_size"],
-        text_dim=lm_state["enc_to_dec_proj.weight"].shape[1],
-        channels=dec.get("audio_channels", 1),
-    )
+    lm_config = hf_lm_config(config["decoder"], text_dim=lm_state["enc_to_dec_proj.weight"].shape[1])
     return Checkpoint(
         name=name,
         lm_config=lm_config,
