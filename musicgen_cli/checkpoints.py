@@ -119,7 +119,7 @@ def hf_to_lm_state(state: dict) -> dict[str, torch.Tensor]:
     """A Hugging Face MusicGen state dict -> our LM's tensors (same names, prefixes dropped)."""
     return {
         **{"enc_to_dec_proj." + k: v for k, v in _with_prefix(state, "enc_to_dec_proj.").items()},
-        **_with_prefix(state, "decoder.model.decoder."),
+        **{k: v for k, v in _with_prefix(state, "decoder.model.decoder.").items() if not k.startswith("embed_positions.")},
         **{"lm_heads." + k: v for k, v in _with_prefix(state, "decoder.lm_heads.").items()},
     }
 
@@ -188,6 +188,8 @@ def _load_hf(folder: Path, name: str) -> Checkpoint:
         config = json.loads((folder / "config.json").read_text())
     except (ValueError, OSError) as e:
         raise MusicgenError(f"{folder / 'config.json'} is not valid JSON") from e
+    if config.get("model_type") == "musicgen_melody":
+        raise MusicgenError(f"'{name}' is a melody checkpoint; `generate` takes text-to-music checkpoints")
     if config.get("model_type") != "musicgen" or "decoder" not in config:
         kind = config.get("model_type", "unknown")
         raise MusicgenError(f"'{name}' is not a text-to-music MusicGen checkpoint (model_type: {kind})")
@@ -257,7 +259,7 @@ def _load_audiocraft(folder: Path, name: str) -> Checkpoint:
     cfg = yaml.safe_load(cfg) if isinstance(cfg, str) else cfg
     lm_cfg = cfg["transformer_lm"]
     if cfg.get("fuser", {}).get("prepend"):
-        raise MusicgenError(f"'{name}' is a melody checkpoint; it is not supported by `generate`")
+        raise MusicgenError(f"'{name}' is a melody checkpoint; `generate` takes text-to-music checkpoints")
     lm_state = audiocraft_to_lm_state(package["best_state"])
     lm_config = LMConfig(
         dim=lm_cfg["dim"],

@@ -1,0 +1,88 @@
+"""Loading: the audiocraft layout, hub ids through the local cache, and files we must refuse."""
+
+import shutil
+
+import huggingface_hub.constants
+import pytest
+import torch
+
+from musicgen_cli import MusicGen, MusicgenError, SamplingOptions
+from musicgen_cli.cli import main
+from tiny_checkpoints import make_audiocraft_checkpoint, make_audiocraft_hub_cache
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tmp_path_factory, mono_ckpt):
+    root = tmp_path_factory.mktemp("hub")
+    make_audiocraft_hub_cache(root / "cache", mono_ckpt, root / "work", repo_id="facebook/musicgen-small")
+    return root / "cache"
+
+
+@pytest.fixture
+def offline_cache(hub_cache, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return hub_cache
+
+
+def test_audiocraft_layout_generates_the_same_tokens(mono_ckpt, tmp_path, offline_cache):
+    ac = make_audiocraft_checkpoint(mono_ckpt, tmp_path / "ac")
+    assert sorted(p.name for p in ac.iterdir()) == ["compression_state_dict.bin", "state_dict.bin"]
+    opts = SamplingOptions(top_k=1, cfg=3.0)
+    ours = MusicGen.load(str(ac), device="cpu").generate_codes(["jazz", "a longer rock prompt"], 2.0, opts)
+    ref = MusicGen.load(str(mono_ckpt), device="cpu").generate_codes(["jazz", "a longer rock prompt"], 2.0, opts)
+    assert torch.equal(ours, ref)
+
+
+def test_hub_id_and_default_model_resolve_from_the_cache(offline_cache, tmp_path, capsys):
+    mg = MusicGen.load("facebook/musicgen-small", device="cpu")
+    assert mg.sample_rate == 32000 and mg.channels == 1
+    out = tmp_path / "default.wav"
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "x", "-d", "0.5", "-o", str(out)])  # no --model: facebook/musicgen-small
+    assert e.value.code == 0 and out.is_file()
+
+
+def test_audiocraft_layout_without_its_t5_in_the_cache_says_how_to_get_it(mono_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    ac = make_audiocraft_checkpoint(mono_ckpt, tmp_path / "ac")
+    with pytest.raises(MusicgenError, match="t5-base"):
+        MusicGen.load(str(ac))
+
+
+class Payload:
+    """Unpickling this would create a file: a stand-in for code hidden in a checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickled_code_is_refused_not_run(mono_ckpt, tmp_path):
+    ac = make_audiocraft_checkpoint(mono_ckpt, tmp_path / "ac")
+    marker = tmp_path / "pwned"
+    package = torch.load(ac / "state_dict.bin", weights_only=True)
+    package["evil"] = Payload(str(marker))
+    torch.save(package, ac / "state_dict.bin")
+    with pytest.raises(MusicgenError, match="refusing to load"):
+        MusicGen.load(str(ac))
+    assert not marker.exists()
+
+
+def test_truncated_audiocraft_file(mono_ckpt, tmp_path):
+    ac = make_audiocraft_checkpoint(mono_ckpt, tmp_path / "ac")
+    data = (ac / "state_dict.bin").read_bytes()
+    (ac / "state_dict.bin").write_bytes(data[: len(data) // 3])
+    with pytest.raises(MusicgenError, match="truncated or corrupt"):
+        MusicGen.load(str(ac))
+
+
+def test_weights_that_do_not_fit_the_config(mono_ckpt, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(mono_ckpt, bad)
+    text = (bad / "config.json").read_text().replace('"num_hidden_layers": 2', '"num_hidden_layers": 3')
+    (bad / "config.json").write_text(text)
+    with pytest.raises(MusicgenError, match="do not match"):
+        MusicGen.load(str(bad))
