@@ -69,6 +69,10 @@ class MusicGen:
     def frame_rate(self) -> float:
         return self.codec.frame_rate
 
+    @property
+    def default_stride(self) -> float:
+        return 0.6 * self.max_duration  # 18 s for the 30 s models, as in audiocraft
+
     def frames_for(self, seconds: float) -> int:
         return max(1, round(check_duration(seconds) * self.frame_rate))
 
@@ -78,15 +82,17 @@ class MusicGen:
         prompts: list[str],
         duration: float,
         options: SamplingOptions = SamplingOptions(),
-        stride: float = 18.0,
+        stride: float | None = None,
         progress: Progress | None = None,
     ) -> torch.Tensor:
-        """Descriptions -> codes [B, K, frames]."""
+        """Descriptions -> codes [B, K, frames]. Past `max_duration`, each new window keeps the last
+        (max_duration - stride) seconds as its prompt; `stride` defaults to 60% of the window."""
         if not prompts:
             raise MusicgenError("no prompt given")
         frames = self.frames_for(duration)
         window = round(self.max_duration * self.frame_rate)
-        if not 0 < stride <= self.max_duration:
+        stride = self.default_stride if stride is None else stride
+        if frames > window and not 0 < stride <= self.max_duration:
             raise MusicgenError(f"stride must be between 0 and {self.max_duration:g} seconds, got {stride:g}")
         states, mask = self.text(list(prompts))
         if options.guided:

@@ -109,7 +109,7 @@ def generate(
     temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature (0 = greedy)."),
     cfg: float = typer.Option(3.0, "--cfg", help="Classifier-free guidance scale (1 = no guidance)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; the same seed gives the same file."),
-    stride: float = typer.Option(18.0, "--stride", help="Seconds added per window past the model's 30 s."),
+    stride: Optional[float] = typer.Option(None, "--stride", help="Seconds added per window past the model's window [default: 18 for 30 s models]."),
     normalize: str = typer.Option("peak", "--normalize", help="peak (-1 dBFS), loudness (-14 LUFS) or none."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing output files."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -143,7 +143,8 @@ def generate(
         audio.write_audio(path, wav[i], mg.sample_rate, normalization=normalize)
         audio.write_json(audio.sidecar_path(path), {
             "prompt": prompt, "model": model, "seed": seed, "top_k": top_k, "top_p": top_p,
-            "temperature": temperature, "cfg": cfg, "duration": duration, "stride": stride,
+            "temperature": temperature, "cfg": cfg, "duration": duration,
+            "stride": mg.default_stride if stride is None else stride,
             "normalize": normalize, "sample_rate": mg.sample_rate, "channels": mg.channels,
             "frames": frames, "batch": prompts, "batch_index": i, "device": str(mg.device),
             "wall_time_s": round(wall, 3), "musicgen_version": __version__,

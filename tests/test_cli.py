@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 import soundfile as sf
 from typer.testing import CliRunner
 
@@ -88,6 +89,10 @@ def test_long_form_runs_windows_and_reports_the_true_total(mono_ckpt, tmp_path):
     # windows: 100 new frames, then 60 per window (40 kept as prompt): 100 + 60 + 60 + 30
     assert seen[-1][0] == seen[-1][1] == (100 + 3) + 3 * 3 + 60 + 60 + 30
     assert all(t == seen[0][1] for _, t in seen)
+    # the seed holds across windows; the last window really continues from its prompt
+    assert torch.equal(codes, mg.generate_codes(["x"], 5.0, SamplingOptions(seed=1), stride=1.2))
+    wav = mg.generate(["x"], 1.0, SamplingOptions(seed=1))
+    assert wav.shape == (1, 1, 50 * 640) and wav.dtype == torch.float32
 
 
 def test_real_process(mono_ckpt, tmp_path):
