@@ -1,10 +1,17 @@
+import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_checkpoints import make_hf_checkpoint  # noqa: E402
+
+# Tiny models: one intra-op thread. With two on this 2-core machine, torch's workers spin whenever
+# another process is busy, and tiny-model tests slow down 10-100x. Subprocesses inherit this too.
+torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(scope="session")
