@@ -43,11 +43,13 @@ class MusicGen:
     def __init__(self, checkpoint: checkpoints.Checkpoint, device: torch.device, dtype: torch.dtype):
         self.name = checkpoint.name
         self.max_duration = checkpoint.max_duration
-        self.lm = MusicGenLM(checkpoint.lm_config)
+        with torch.device("meta"):  # no random init: the checkpoint's tensors are assigned as they are
+            self.lm = MusicGenLM(checkpoint.lm_config)
         try:
-            self.lm.load_state_dict(checkpoint.lm_state, strict=True)
+            self.lm.load_state_dict(checkpoint.lm_state, strict=True, assign=True)
         except RuntimeError as e:
-            raise MusicgenError(f"the checkpoint's decoder weights do not match its config: {e.args[0].splitlines()[1].strip()}")
+            detail = " ".join(str(e).split())[:200]
+            raise MusicgenError(f"the checkpoint's decoder weights do not match its config: {detail}") from e
         self.lm.to(device=device, dtype=dtype).eval().requires_grad_(False)
         self.text = TextConditioner(checkpoint.tokenizer, checkpoint.text_encoder.to(device))
         self.codec = Codec(checkpoint.codec.to(device), checkpoint.lm_config.channels)

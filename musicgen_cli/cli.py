@@ -109,7 +109,7 @@ def generate(
     temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature (0 = greedy)."),
     cfg: float = typer.Option(3.0, "--cfg", help="Classifier-free guidance scale (1 = no guidance)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; the same seed gives the same file."),
-    stride: Optional[float] = typer.Option(None, "--stride", help="Seconds added per window past the model's window [default: 18 for 30 s models]."),
+    stride: Optional[float] = typer.Option(None, "--stride", help="Seconds added per window past the model's window (default: 18 for 30 s models)."),
     normalize: str = typer.Option("peak", "--normalize", help="peak (-1 dBFS), loudness (-14 LUFS) or none."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing output files."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
