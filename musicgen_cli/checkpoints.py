@@ -58,7 +58,7 @@ def resolve(model: str) -> Path:
         if found is not None:
             return found
         raise MusicgenError(
-            f"model '{model}' is not in the local Hugging Face cache; download it once with "
+            f"'{model}' is not a folder, and not in the local Hugging Face cache; download it once with "
             f"`huggingface-cli download {model}` on a machine with network, or pass --model FOLDER"
         )
     raise MusicgenError(f"model folder '{model}' does not exist")

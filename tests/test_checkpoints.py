@@ -86,3 +86,31 @@ def test_weights_that_do_not_fit_the_config(mono_ckpt, tmp_path):
     (bad / "config.json").write_text(text)
     with pytest.raises(MusicgenError, match="do not match"):
         MusicGen.load(str(bad))
+
+
+def test_sharded_safetensors_and_pytorch_bin_layouts(mono_ckpt, tmp_path):
+    from transformers import MusicgenForConditionalGeneration
+
+    hf = MusicgenForConditionalGeneration.from_pretrained(mono_ckpt)
+    opts = SamplingOptions(top_k=1)
+    ref = MusicGen.load(str(mono_ckpt), device="cpu").generate_codes(["folk"], 1.0, opts)
+    sharded = tmp_path / "sharded"
+    hf.save_pretrained(sharded, max_shard_size="100KB")
+    assert (sharded / "model.safetensors.index.json").is_file()
+    as_bin = tmp_path / "bin"
+    shutil.copytree(mono_ckpt, as_bin)
+    (as_bin / "model.safetensors").unlink()
+    torch.save(hf.state_dict(), as_bin / "pytorch_model.bin")
+    for folder in (sharded, as_bin):
+        for name in ("spiece.model", "tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(mono_ckpt / name, folder / name)
+        assert torch.equal(MusicGen.load(str(folder), device="cpu").generate_codes(["folk"], 1.0, opts), ref)
+
+
+def test_melody_checkpoint_is_named_as_such(mono_ckpt, tmp_path):
+    melody = tmp_path / "melody"
+    shutil.copytree(mono_ckpt, melody)
+    text = (melody / "config.json").read_text().replace('"model_type": "musicgen"', '"model_type": "musicgen_melody"')
+    (melody / "config.json").write_text(text)
+    with pytest.raises(MusicgenError, match="melody checkpoint"):
+        MusicGen.load(str(melody))
