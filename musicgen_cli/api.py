@@ -42,6 +42,7 @@ def check_duration(seconds: float) -> float:
 class MusicGen:
     def __init__(self, checkpoint: checkpoints.Checkpoint, device: torch.device, dtype: torch.dtype):
         self.name = checkpoint.name
+        self.folder = checkpoint.folder
         self.max_duration = checkpoint.max_duration
         with torch.device("meta"):  # no random init: the checkpoint's tensors are assigned as they are
             self.lm = MusicGenLM(checkpoint.lm_config)

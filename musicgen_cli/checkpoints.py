@@ -28,6 +28,7 @@ AUDIOCRAFT_CODEC = "facebook/encodec_32khz"
 @dataclass
 class Checkpoint:
     name: str
+    folder: Path  # where it was read from (a hub-cache snapshot folder names its revision)
     lm_config: LMConfig
     lm_state: dict[str, torch.Tensor]
     text_encoder: torch.nn.Module  # transformers T5EncoderModel
@@ -127,14 +128,21 @@ def hf_to_lm_state(state: dict) -> dict[str, torch.Tensor]:
 # -- building the transformers parts ----------------------------------------------------------------
 
 
-def _load_module(module: torch.nn.Module, state: dict, what: str) -> torch.nn.Module:
+def _build_module(cls, config, state: dict, what: str, meta: bool = True) -> torch.nn.Module:
+    """Build a transformers module and load its tensors. With `meta`, the module is made without
+    random init and the tensors are assigned; modules with computed buffers (EnCodec) are built
+    the ordinary way instead."""
+    with torch.device("meta" if meta else "cpu"):
+        module = cls(config)
     state = {_weight_norm_name(k): v for k, v in state.items()}
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing, unexpected = module.load_state_dict(state, strict=False, assign=meta)
     missing = [k for k in missing if not k.endswith("embed_tokens.weight")]  # T5 ties it to `shared`
     if missing or unexpected:
         raise MusicgenError(f"the checkpoint's {what} weights do not match its config ({(missing or unexpected)[0]})")
     if hasattr(module, "tie_weights"):
         module.tie_weights()
+    if any(t.is_meta for t in [*module.parameters(), *module.buffers()]):
+        return _build_module(cls, config, state, what, meta=False)
     return module.eval()
 
 
@@ -148,13 +156,13 @@ def _weight_norm_name(key: str) -> str:
 def _text_encoder(config: dict, state: dict) -> torch.nn.Module:
     from transformers import T5Config, T5EncoderModel
 
-    return _load_module(T5EncoderModel(T5Config.from_dict(config)), state, "text encoder")
+    return _build_module(T5EncoderModel, T5Config.from_dict(config), state, "text encoder")
 
 
 def _codec(config: dict, state: dict) -> torch.nn.Module:
     from transformers import EncodecConfig, EncodecModel
 
-    return _load_module(EncodecModel(EncodecConfig.from_dict(config)), state, "audio codec")
+    return _build_module(EncodecModel, EncodecConfig.from_dict(config), state, "audio codec")
 
 
 def _tokenizer(folder: Path):
@@ -200,6 +208,7 @@ def _load_hf(folder: Path, name: str) -> Checkpoint:
     lm_config = hf_lm_config(config["decoder"], text_dim=lm_state["enc_to_dec_proj.weight"].shape[1])
     return Checkpoint(
         name=name,
+        folder=folder,
         lm_config=lm_config,
         lm_state=lm_state,
         text_encoder=_text_encoder(config["text_encoder"], _with_prefix(state, "text_encoder.")),
@@ -280,6 +289,7 @@ def _load_audiocraft(folder: Path, name: str) -> Checkpoint:
     codec_repo = pointer if isinstance(pointer, str) else AUDIOCRAFT_CODEC
     return Checkpoint(
         name=name,
+        folder=folder,
         lm_config=lm_config,
         lm_state=lm_state,
         text_encoder=_hub_part(t5_repos, "the text encoder", T5EncoderModel.from_pretrained).eval(),

@@ -131,25 +131,31 @@ def generate(
     layout = "stereo" if mg.channels == 2 else "mono"
     err.print(f"{len(prompts)} × {frames / mg.frame_rate:g} s of {layout} {mg.sample_rate} Hz audio from {model}")
     start = time.perf_counter()
+    codes = with_progress(mg, frames, lambda progress: mg.generate_codes(prompts, duration, opts, stride, progress))
+    wav = mg.codec.decode(codes).cpu()
+    record = {
+        "model": model, "model_folder": str(mg.folder), "seed": seed, "top_k": top_k, "top_p": top_p,
+        "temperature": temperature, "cfg": cfg, "duration": duration,
+        "stride": mg.default_stride if stride is None else stride, "normalize": normalize,
+        "sample_rate": mg.sample_rate, "channels": mg.channels, "frames": frames, "batch": prompts,
+        "device": str(mg.device), "wall_time_s": round(time.perf_counter() - start, 3), "musicgen_version": __version__,
+    }
+    for i, (prompt, path) in enumerate(zip(prompts, paths)):
+        write_output(path, wav[i], mg.sample_rate, normalize, {"prompt": prompt, "batch_index": i, **record})
+
+
+def with_progress(mg, frames: int, run):
+    """Call run(progress_callback) under a progress bar: frames, seconds of audio, steps/s, time left."""
     columns = [TextColumn("[bold]generating"), BarColumn(), RateColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=err) as bar:
         task = bar.add_task("generate", total=None, frames=frames, frame_rate=mg.frame_rate)
-        codes = mg.generate_codes(
-            prompts, duration, opts, stride=stride, progress=lambda done, total: bar.update(task, completed=done, total=total)
-        )
-    wav = mg.codec.decode(codes).cpu()
-    wall = time.perf_counter() - start
-    for i, (prompt, path) in enumerate(zip(prompts, paths)):
-        audio.write_audio(path, wav[i], mg.sample_rate, normalization=normalize)
-        audio.write_json(audio.sidecar_path(path), {
-            "prompt": prompt, "model": model, "seed": seed, "top_k": top_k, "top_p": top_p,
-            "temperature": temperature, "cfg": cfg, "duration": duration,
-            "stride": mg.default_stride if stride is None else stride,
-            "normalize": normalize, "sample_rate": mg.sample_rate, "channels": mg.channels,
-            "frames": frames, "batch": prompts, "batch_index": i, "device": str(mg.device),
-            "wall_time_s": round(wall, 3), "musicgen_version": __version__,
-        })
-        err.print(f"wrote {path} ({wav.shape[-1] / mg.sample_rate:.1f} s, {mg.channels} ch, {mg.sample_rate} Hz)")
+        return run(lambda done, total: bar.update(task, completed=done, total=total))
+
+
+def write_output(path: Path, wav, sample_rate: int, normalize: str, sidecar: dict) -> None:
+    audio.write_audio(path, wav, sample_rate, normalization=normalize)
+    audio.write_json(audio.sidecar_path(path), sidecar)
+    err.print(f"wrote {path} ({wav.shape[-1] / sample_rate:.1f} s, {wav.shape[0]} ch, {sample_rate} Hz)")
 
 
 @app.command()

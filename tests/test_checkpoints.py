@@ -114,3 +114,21 @@ def test_melody_checkpoint_is_named_as_such(mono_ckpt, tmp_path):
     (melody / "config.json").write_text(text)
     with pytest.raises(MusicgenError, match="melody checkpoint"):
         MusicGen.load(str(melody))
+
+
+def test_hub_files_with_weight_g_weight_v_names(mono_ckpt, tmp_path):
+    """Checkpoints saved by older transformers name EnCodec's weight norm weight_g / weight_v."""
+    from safetensors.torch import load_file, save_file
+
+    old = tmp_path / "old-names"
+    shutil.copytree(mono_ckpt, old)
+    state = load_file(old / "model.safetensors")
+    renamed = {
+        k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v"): v
+        for k, v in state.items()
+    }
+    assert sum(k.endswith("weight_g") for k in renamed) > 5
+    save_file(renamed, old / "model.safetensors")
+    codes = torch.randint(0, 64, (1, 4, 20))
+    ref = MusicGen.load(str(mono_ckpt), device="cpu").codec.decode(codes)
+    assert torch.equal(MusicGen.load(str(old), device="cpu").codec.decode(codes), ref)
