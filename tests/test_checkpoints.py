@@ -79,11 +79,16 @@ def test_truncated_audiocraft_file(mono_ckpt, tmp_path):
         MusicGen.load(str(ac))
 
 
+def copy_with_config_edit(src, dst, old, new):
+    shutil.copytree(src, dst)
+    text = (dst / "config.json").read_text()
+    assert old in text
+    (dst / "config.json").write_text(text.replace(old, new))
+    return dst
+
+
 def test_weights_that_do_not_fit_the_config(mono_ckpt, tmp_path):
-    bad = tmp_path / "bad"
-    shutil.copytree(mono_ckpt, bad)
-    text = (bad / "config.json").read_text().replace('"num_hidden_layers": 2', '"num_hidden_layers": 3')
-    (bad / "config.json").write_text(text)
+    bad = copy_with_config_edit(mono_ckpt, tmp_path / "bad", '"num_hidden_layers": 2', '"num_hidden_layers": 3')
     with pytest.raises(MusicgenError, match="do not match"):
         MusicGen.load(str(bad))
 
@@ -108,10 +113,7 @@ def test_sharded_safetensors_and_pytorch_bin_layouts(mono_ckpt, tmp_path):
 
 
 def test_melody_checkpoint_is_named_as_such(mono_ckpt, tmp_path):
-    melody = tmp_path / "melody"
-    shutil.copytree(mono_ckpt, melody)
-    text = (melody / "config.json").read_text().replace('"model_type": "musicgen"', '"model_type": "musicgen_melody"')
-    (melody / "config.json").write_text(text)
+    melody = copy_with_config_edit(mono_ckpt, tmp_path / "melody", '"model_type": "musicgen"', '"model_type": "musicgen_melody"')
     with pytest.raises(MusicgenError, match="melody checkpoint"):
         MusicGen.load(str(melody))
 
