@@ -130,8 +130,8 @@ def hf_to_lm_state(state: dict) -> dict[str, torch.Tensor]:
 
 def _build_module(cls, config, state: dict, what: str, meta: bool = True) -> torch.nn.Module:
     """Build a transformers module and load its tensors. With `meta`, the module is made without
-    random init and the tensors are assigned; modules with computed buffers (EnCodec) are built
-    the ordinary way instead."""
+    random init and the tensors are assigned; a module that turns out to have computed buffers
+    is built the ordinary way instead (EnCodec does: it asks for that directly)."""
     with torch.device("meta" if meta else "cpu"):
         module = cls(config)
     state = {_weight_norm_name(k): v for k, v in state.items()}
@@ -162,7 +162,7 @@ def _text_encoder(config: dict, state: dict) -> torch.nn.Module:
 def _codec(config: dict, state: dict) -> torch.nn.Module:
     from transformers import EncodecConfig, EncodecModel
 
-    return _build_module(EncodecModel, EncodecConfig.from_dict(config), state, "audio codec")
+    return _build_module(EncodecModel, EncodecConfig.from_dict(config), state, "audio codec", meta=False)
 
 
 def _tokenizer(folder: Path):
@@ -247,11 +247,11 @@ def audiocraft_to_lm_state(best_state: dict) -> dict[str, torch.Tensor]:
     return out
 
 
-def _hub_part(names: list[str], what: str, loader):
+def _hub_folder(names: list[str], what: str) -> Path:
     for repo in names:
         snapshot = hub_snapshot(repo)
         if snapshot is not None:
-            return loader(snapshot)
+            return snapshot
     raise MusicgenError(
         f"this audiocraft checkpoint needs {what} '{names[0]}' from the Hugging Face cache; "
         f"download it once with `huggingface-cli download {names[-1]}`"
@@ -287,13 +287,14 @@ def _load_audiocraft(folder: Path, name: str) -> Checkpoint:
     # A full audiocraft codec state uses audiocraft's own module names: the same published codec
     # is read from the hub cache in the transformers format instead.
     codec_repo = pointer if isinstance(pointer, str) else AUDIOCRAFT_CODEC
+    t5_folder = _hub_folder(t5_repos, "the text encoder")
     return Checkpoint(
         name=name,
         folder=folder,
         lm_config=lm_config,
         lm_state=lm_state,
-        text_encoder=_hub_part(t5_repos, "the text encoder", T5EncoderModel.from_pretrained).eval(),
-        tokenizer=_hub_part(t5_repos, "the tokenizer", AutoTokenizer.from_pretrained),
-        codec=_hub_part([codec_repo], "the audio codec", EncodecModel.from_pretrained).eval(),
+        text_encoder=T5EncoderModel.from_pretrained(t5_folder).eval(),
+        tokenizer=AutoTokenizer.from_pretrained(t5_folder),
+        codec=EncodecModel.from_pretrained(_hub_folder([codec_repo], "the audio codec")).eval(),
         max_duration=float(cfg.get("dataset", {}).get("segment_duration", 30.0)),
     )

@@ -179,11 +179,10 @@ def main(argv: Optional[list[str]] = None) -> None:
             print(f"musicgen: error: {' '.join(message.split())}", file=sys.stderr)
         sys.exit(getattr(e, "exit_code", 2))
     except (KeyboardInterrupt, typer.Abort):
-        print("musicgen: interrupted; no output file was left behind", file=sys.stderr)
-        sys.exit(130)
+        code = 130
     except MusicgenError as e:
         print(f"musicgen: error: {e}", file=sys.stderr)
         sys.exit(1)
-    if code == 130:  # typer turns Ctrl-C into exit code 130
+    if code == 130:  # Ctrl-C (typer turns it into exit code 130 itself)
         print("musicgen: interrupted; no output file was left behind", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)

@@ -1,4 +1,4 @@
-"""The audio codec (EnCodec, from transformers): codes <-> waveform. Stereo runs the mono codec
+"""The audio codec (EnCodec, from transformers): codes -> waveform. Stereo runs the mono codec
 on the left codebooks (even indices) and the right ones (odd indices) separately."""
 
 from __future__ import annotations
@@ -27,14 +27,3 @@ class Codec:
         parts = [codes[:, c :: self.channels] for c in range(self.channels)]
         out = [self.model.decode(p[None], [None] * p.shape[0]).audio_values for p in parts]
         return torch.cat(out, dim=1).float()
-
-    @torch.inference_mode()
-    def encode(self, wav: torch.Tensor) -> torch.Tensor:
-        """waveform [B, channels, samples] at `sample_rate` -> codes [B, K, T] (channels interleaved)."""
-        device = next(self.model.parameters()).device
-        bandwidth = max(self.model.config.target_bandwidths)
-        per_channel = [
-            self.model.encode(wav[:, c : c + 1].to(device), bandwidth=bandwidth).audio_codes[0]
-            for c in range(self.channels)
-        ]
-        return torch.stack(per_channel, dim=2).flatten(1, 2)  # [B, K/ch, ch, T] -> L0, R0, L1, R1, ...

@@ -12,10 +12,6 @@ class TextConditioner:
         self.tokenizer = tokenizer
         self.encoder = encoder.eval()
 
-    @property
-    def dim(self) -> int:
-        return self.encoder.config.d_model
-
     @torch.inference_mode()
     def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Descriptions -> (states [B, L, dim], mask [B, L]; 0 marks padding)."""

@@ -623,6 +623,20 @@ def make_hub_cache(cache_dir: Path, repo_id: str, source_folder: Path) -> Path:
     return snapshot
 
 
+def _submodel_folder(hf_folder: Path, out_folder: Path, key: str, config_cls, architecture: str):
+    """Write one sub-model's config (``config.json[key]``) to a standalone folder; return its config and
+    its tensors (the ``key.`` prefix of the tiny checkpoint's weights, prefix dropped)."""
+    hf_folder, out_folder = Path(hf_folder), Path(out_folder)
+    out_folder.mkdir(parents=True, exist_ok=True)
+    config = json.loads((hf_folder / "config.json").read_text())
+    sub_cfg = config_cls(**{k: v for k, v in config[key].items() if k != "model_type"})
+    sub_cfg.architectures = [architecture]
+    sub_cfg.save_pretrained(str(out_folder))
+    prefix = key + "."
+    state = {k[len(prefix):]: v.contiguous() for k, v in _load_hf_state(hf_folder).items() if k.startswith(prefix)}
+    return sub_cfg, state
+
+
 def make_t5_folder(hf_folder: Path, out_folder: Path) -> Path:
     """The tiny checkpoint's text encoder as a standalone T5 folder (T5EncoderModel weights, T5Config,
     tokenizer files), i.e. what audiocraft's ``T5EncoderModel.from_pretrained('t5-base')`` /
@@ -630,20 +644,13 @@ def make_t5_folder(hf_folder: Path, out_folder: Path) -> Path:
     from safetensors.torch import save_file
     from transformers import T5Config
 
-    hf_folder, out_folder = Path(hf_folder), Path(out_folder)
-    out_folder.mkdir(parents=True, exist_ok=True)
-    config = json.loads((hf_folder / "config.json").read_text())
-    t5_cfg = T5Config(**{k: v for k, v in config["text_encoder"].items() if k != "model_type"})
-    t5_cfg.architectures = ["T5EncoderModel"]
-    t5_cfg.save_pretrained(str(out_folder))
-    state = {k[len("text_encoder."):]: v.contiguous() for k, v in _load_hf_state(hf_folder).items()
-             if k.startswith("text_encoder.")}
+    _, state = _submodel_folder(hf_folder, out_folder, "text_encoder", T5Config, "T5EncoderModel")
     if "encoder.embed_tokens.weight" in state and "shared.weight" not in state:
         state["shared.weight"] = state["encoder.embed_tokens.weight"]
     state.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight
-    save_file(state, str(out_folder / "model.safetensors"), metadata={"format": "pt"})
-    make_tokenizer_files(out_folder)
-    return out_folder
+    save_file(state, str(Path(out_folder) / "model.safetensors"), metadata={"format": "pt"})
+    make_tokenizer_files(Path(out_folder))
+    return Path(out_folder)
 
 
 def make_encodec_folder(hf_folder: Path, out_folder: Path) -> Path:
@@ -651,18 +658,11 @@ def make_encodec_folder(hf_folder: Path, out_folder: Path) -> Path:
     from safetensors.torch import save_file
     from transformers import EncodecConfig, EncodecFeatureExtractor
 
-    hf_folder, out_folder = Path(hf_folder), Path(out_folder)
-    out_folder.mkdir(parents=True, exist_ok=True)
-    config = json.loads((hf_folder / "config.json").read_text())
-    codec_cfg = EncodecConfig(**{k: v for k, v in config["audio_encoder"].items() if k != "model_type"})
-    codec_cfg.architectures = ["EncodecModel"]
-    codec_cfg.save_pretrained(str(out_folder))
-    state = {k[len("audio_encoder."):]: v.contiguous() for k, v in _load_hf_state(hf_folder).items()
-             if k.startswith("audio_encoder.")}
-    save_file(state, str(out_folder / "model.safetensors"), metadata={"format": "pt"})
+    codec_cfg, state = _submodel_folder(hf_folder, out_folder, "audio_encoder", EncodecConfig, "EncodecModel")
+    save_file(state, str(Path(out_folder) / "model.safetensors"), metadata={"format": "pt"})
     EncodecFeatureExtractor(feature_size=1, sampling_rate=codec_cfg.sampling_rate, padding_value=0.0,
                             padding_side="right", return_attention_mask=True).save_pretrained(str(out_folder))
-    return out_folder
+    return Path(out_folder)
 
 
 def make_audiocraft_hub_cache(cache_dir: Path, hf_folder: Path, work_dir: Path,
