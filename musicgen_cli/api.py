@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 
-from . import checkpoints
+from . import audio, checkpoints, chroma
 from .codec import Codec
 from .conditioning import TextConditioner, with_unconditional
 from .errors import MusicgenError
@@ -21,6 +22,10 @@ from .lm import MusicGenLM
 from .sampling import SamplingOptions
 
 MAX_DURATION = 3600.0  # seconds: longer requests are treated as a mistake
+MELODY_MODELS_HINT = (
+    "it is a text-to-music checkpoint; melody needs a musicgen-melody checkpoint such as "
+    "facebook/musicgen-melody, facebook/musicgen-melody-large or facebook/musicgen-stereo-melody"
+)
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -79,31 +84,79 @@ class MusicGen:
     def frames_for(self, seconds: float) -> int:
         return max(1, round(check_duration(seconds) * self.frame_rate))
 
+    @property
+    def melody(self) -> bool:
+        """Whether the model takes a melody (chroma) besides text."""
+        return self.lm.cfg.melody
+
     @torch.inference_mode()
     def generate_codes(
         self,
-        prompts: list[str],
+        prompts: list[str | None],
         duration: float,
         options: SamplingOptions = SamplingOptions(),
         stride: float | None = None,
         progress: Progress | None = None,
+        *,
+        audio: torch.Tensor | None = None,
+        melody: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Descriptions -> codes [B, K, frames]. Past `max_duration`, each new window keeps the last
-        (max_duration - stride) seconds as its prompt; `stride` defaults to 60% of the window."""
+        """Descriptions (None: no description) -> codes [B, K, frames] for `duration` seconds.
+
+        audio: [B, channels, samples] at `sample_rate`, a whole number of codec frames: its codes
+            begin the piece and the model carries on from them (`duration` counts them).
+        melody: [B, samples] mono at chroma.SAMPLE_RATE, for melody models: the piece follows its
+            chroma, looped when shorter than the piece, each window from its own point in time.
+        Past `max_duration`, each new window keeps the last (max_duration - stride) seconds as its
+        prompt; `stride` defaults to 60% of the window."""
         if not prompts:
             raise MusicgenError("no prompt given")
+        if melody is not None and not self.melody:
+            raise MusicgenError(f"{self.name} cannot follow a melody: {MELODY_MODELS_HINT}")
         frames = self.frames_for(duration)
         window = round(self.max_duration * self.frame_rate)
         stride = self.default_stride if stride is None else stride
         if frames > window and not 0 < stride <= self.max_duration:
             raise MusicgenError(f"stride must be between 0 and {self.max_duration:g} seconds, got {stride:g}")
+        if all(p is None for p in prompts) and melody is None:
+            options = dataclasses.replace(options, cfg=1.0)  # both guidance rows would be the same
         states, mask = self.text(list(prompts))
         if options.guided:
             states, mask = with_unconditional(states, mask)
-        self.lm.set_conditioning(states, mask)
-        empty = torch.zeros(len(prompts), self.lm.cfg.num_codebooks, 0, dtype=torch.long, device=self.device)
+        condition = self._conditioning(states, mask, melody, len(prompts), options.guided)
+        if audio is None:
+            prompt = torch.zeros(len(prompts), self.lm.cfg.num_codebooks, 0, dtype=torch.long, device=self.device)
+        else:
+            prompt = self.codec.encode(audio, self.lm.cfg.num_codebooks)
+        if prompt.shape[2] >= min(frames, window):
+            raise MusicgenError("the audio prompt must be shorter than the requested duration and the model's window")
         stride_frames = max(1, round(stride * self.frame_rate))
-        return generate_codes(self.lm, frames, options, empty, window, stride_frames, progress)
+        return generate_codes(self.lm, frames, options, prompt, window, stride_frames, progress, condition)
+
+    def _conditioning(self, states, mask, melody, batch: int, guided: bool):
+        """Set the LM's conditioning; for a melody, return the per-window callback that sets it."""
+        if not self.melody:
+            self.lm.set_conditioning(states, mask)
+            return None
+        length = self.lm.cfg.chroma_length
+        null = chroma.null_chroma(batch, length, self.lm.cfg.num_chroma)
+        if melody is None:
+            self.lm.set_conditioning(states, mask, torch.cat([null, null]) if guided else null)
+            return None
+        melody = melody.float().cpu()
+        if melody.shape[0] != batch:
+            raise MusicgenError(f"{melody.shape[0]} melodies for {batch} descriptions")
+        if audio.is_silent(melody):
+            raise MusicgenError("the melody is silent; silence has no melody to follow")
+        span = round(self.max_duration * chroma.SAMPLE_RATE)  # the audio one window's chroma covers
+
+        def condition(first_frame: int) -> None:
+            start = round(first_frame / self.frame_rate * chroma.SAMPLE_RATE)
+            looped = melody[:, (start + torch.arange(span)) % melody.shape[1]]
+            c = chroma.fit_length(chroma.chroma(looped, chroma.SAMPLE_RATE), length)
+            self.lm.set_conditioning(states, mask, torch.cat([c, null]) if guided else c)
+
+        return condition
 
     def generate(self, prompts: list[str], duration: float, options: SamplingOptions = SamplingOptions(), **kw):
         """Descriptions -> waveform [B, channels, samples] at `sample_rate`."""

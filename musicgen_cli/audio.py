@@ -23,6 +23,7 @@ OUTPUT_FORMATS = {
 _ENCODER_OPTIONS = {".mp3": {"compression_level": 0.0}}  # best VBR quality (~130 kbit/s stereo at 32 kHz)
 MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 NORMALIZATIONS = ("peak", "loudness", "none")
+SILENCE = 1e-4  # peak amplitude (-80 dBFS) below which an input counts as silent
 BLOCK_FRAMES = 1 << 16  # libsndfile 1.2's Vorbis encoder segfaults on one huge write (> ~1 min stereo)
 
 
@@ -181,6 +182,12 @@ def read_audio(path):
     if not np.all(np.isfinite(wav)):
         raise MusicgenError(f"audio file {path} contains NaN or infinite samples")
     return np.ascontiguousarray(wav.T), sample_rate
+
+
+def is_silent(wav) -> bool:
+    """Whether the peak |sample| of `wav` (numpy, or a CPU torch tensor) is below SILENCE."""
+    wav = np.asarray(wav)
+    return wav.size == 0 or float(np.max(np.abs(wav))) < SILENCE
 
 
 def resample(wav: np.ndarray, from_sr: int, to_sr: int) -> np.ndarray:

@@ -21,6 +21,7 @@ from .errors import MusicgenError
 from .lm import LMConfig
 
 DEFAULT_MODEL = "facebook/musicgen-small"
+DEFAULT_MELODY_MODEL = "facebook/musicgen-melody"
 AUDIOCRAFT_T5_NAMES = {"t5-base": ["t5-base", "google-t5/t5-base"]}
 AUDIOCRAFT_CODEC = "facebook/encodec_32khz"
 
@@ -120,6 +121,7 @@ def hf_to_lm_state(state: dict) -> dict[str, torch.Tensor]:
     """A Hugging Face MusicGen state dict -> our LM's tensors (same names, prefixes dropped)."""
     return {
         **{"enc_to_dec_proj." + k: v for k, v in _with_prefix(state, "enc_to_dec_proj.").items()},
+        **{"audio_enc_to_dec_proj." + k: v for k, v in _with_prefix(state, "audio_enc_to_dec_proj.").items()},
         **{k: v for k, v in _with_prefix(state, "decoder.model.decoder.").items() if not k.startswith("embed_positions.")},
         **{"lm_heads." + k: v for k, v in _with_prefix(state, "decoder.lm_heads.").items()},
     }
@@ -177,8 +179,9 @@ def _tokenizer(folder: Path):
 # -- the two layouts -------------------------------------------------------------------------------
 
 
-def hf_lm_config(dec: dict, text_dim: int) -> LMConfig:
-    """The `decoder` part of a Hugging Face MusicGen config.json -> LMConfig."""
+def hf_lm_config(dec: dict, text_dim: int, num_chroma: int = 0, chroma_length: int = 0) -> LMConfig:
+    """The `decoder` part of a Hugging Face MusicGen config.json -> LMConfig (melody models: with
+    the config's num_chroma and chroma_length)."""
     return LMConfig(
         dim=dec["hidden_size"],
         num_layers=dec["num_hidden_layers"],
@@ -188,6 +191,8 @@ def hf_lm_config(dec: dict, text_dim: int) -> LMConfig:
         card=dec["vocab_size"],
         text_dim=text_dim,
         channels=dec.get("audio_channels", 1),
+        num_chroma=num_chroma,
+        chroma_length=chroma_length,
     )
 
 
@@ -196,16 +201,22 @@ def _load_hf(folder: Path, name: str) -> Checkpoint:
         config = json.loads((folder / "config.json").read_text())
     except (ValueError, OSError) as e:
         raise MusicgenError(f"{folder / 'config.json'} is not valid JSON") from e
-    if config.get("model_type") == "musicgen_melody":
-        raise MusicgenError(f"'{name}' is a melody checkpoint; `generate` takes text-to-music checkpoints")
-    if config.get("model_type") != "musicgen" or "decoder" not in config:
+    melody = config.get("model_type") == "musicgen_melody"
+    if config.get("model_type") not in ("musicgen", "musicgen_melody") or "decoder" not in config:
         kind = config.get("model_type", "unknown")
-        raise MusicgenError(f"'{name}' is not a text-to-music MusicGen checkpoint (model_type: {kind})")
+        raise MusicgenError(f"'{name}' is not a MusicGen checkpoint (model_type: {kind})")
     state = _read_weights(folder)
     lm_state = hf_to_lm_state(state)
     if "enc_to_dec_proj.weight" not in lm_state:
         raise MusicgenError(f"'{name}' is not a MusicGen checkpoint: its weights have no decoder/projection")
-    lm_config = hf_lm_config(config["decoder"], text_dim=lm_state["enc_to_dec_proj.weight"].shape[1])
+    if melody and "audio_enc_to_dec_proj.weight" not in lm_state:
+        raise MusicgenError(f"'{name}' is a melody checkpoint without its chroma projection (audio_enc_to_dec_proj)")
+    lm_config = hf_lm_config(
+        config["decoder"],
+        text_dim=lm_state["enc_to_dec_proj.weight"].shape[1],
+        num_chroma=config.get("num_chroma", 12) if melody else 0,
+        chroma_length=config.get("chroma_length", 235) if melody else 0,
+    )
     return Checkpoint(
         name=name,
         folder=folder,
@@ -268,7 +279,10 @@ def _load_audiocraft(folder: Path, name: str) -> Checkpoint:
     cfg = yaml.safe_load(cfg) if isinstance(cfg, str) else cfg
     lm_cfg = cfg["transformer_lm"]
     if cfg.get("fuser", {}).get("prepend"):
-        raise MusicgenError(f"'{name}' is a melody checkpoint; `generate` takes text-to-music checkpoints")
+        raise MusicgenError(
+            f"'{name}' is an audiocraft-layout melody checkpoint, which musicgen does not read yet; "
+            "use the Hugging Face layout of the same model (e.g. facebook/musicgen-melody)"
+        )
     lm_state = audiocraft_to_lm_state(package["best_state"])
     lm_config = LMConfig(
         dim=lm_cfg["dim"],

@@ -6,9 +6,11 @@ import re
 import secrets
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
@@ -97,51 +99,195 @@ def sampling_options(top_k, top_p, temperature, cfg, seed) -> SamplingOptions:
         raise MusicgenError(str(e))
 
 
-@app.command()
-def generate(
-    prompts: Optional[list[str]] = typer.Argument(None, help="Text descriptions; one output file each."),
-    model: str = typer.Option(checkpoints.DEFAULT_MODEL, "--model", "-m", help="Checkpoint folder or hub id (from the local hub cache)."),
-    duration: float = typer.Option(10.0, "--duration", "-d", help="Seconds of audio (over 30 s: windowed generation)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file: .wav, .flac, .ogg or .mp3."),
-    prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="A text file with one prompt per line."),
-    top_k: int = typer.Option(250, "--top-k", help="Sample from the k most likely tokens (1 = greedy, 0 = off)."),
-    top_p: float = typer.Option(0.0, "--top-p", help="Nucleus sampling probability (0 = off)."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Softmax temperature (0 = greedy)."),
-    cfg: float = typer.Option(3.0, "--cfg", help="Classifier-free guidance scale (1 = no guidance)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; the same seed gives the same file."),
-    stride: Optional[float] = typer.Option(None, "--stride", help="Seconds added per window past the model's window (default: 18 for 30 s models)."),
-    normalize: str = typer.Option("peak", "--normalize", help="peak (-1 dBFS), loudness (-14 LUFS) or none."),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing output files."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-) -> None:
-    """Generate music from text descriptions."""
-    from .api import MusicGen, check_duration
+# Options every command takes (one definition each, shared by the commands' signatures).
+DURATION_HELP = "Seconds of audio (over 30 s: windowed generation)."
+OUTPUT = typer.Option(None, "--output", "-o", help="Output file: .wav, .flac, .ogg or .mp3.")
+TOP_K = typer.Option(250, "--top-k", help="Sample from the k most likely tokens (1 = greedy, 0 = off).")
+TOP_P = typer.Option(0.0, "--top-p", help="Nucleus sampling probability (0 = off).")
+TEMPERATURE = typer.Option(1.0, "--temperature", help="Softmax temperature (0 = greedy).")
+CFG = typer.Option(3.0, "--cfg", help="Classifier-free guidance scale (1 = no guidance).")
+SEED = typer.Option(None, "--seed", help="Random seed; the same seed gives the same file.")
+STRIDE = typer.Option(None, "--stride", help="Seconds added per window past the model's window (default: 18 for 30 s models).")
+FORCE = typer.Option(False, "--force", "-f", help="Overwrite existing output files.")
+DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 
-    prompts = read_prompts(prompts, prompts_file)
-    check_duration(duration)
+
+def model_option(default: str):
+    return typer.Option(default, "--model", "-m", help="Checkpoint folder or hub id (from the local hub cache).")
+
+
+def normalize_option(default: str):
+    return typer.Option(default, "--normalize", help="peak (-1 dBFS), loudness (-14 LUFS) or none.")
+
+
+@dataclass
+class Job:
+    """What every command checks before loading a model, and records next to its outputs."""
+
+    paths: list[Path]
+    options: SamplingOptions
+    normalize: str
+    record: dict
+
+
+def prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed, **record) -> Job:
     if normalize not in audio.NORMALIZATIONS:
         raise MusicgenError(f"--normalize must be one of {', '.join(audio.NORMALIZATIONS)}, got '{normalize}'")
-    paths = check_outputs(output_paths(prompts, output), force)
+    paths = check_outputs(paths, force)
     seed = secrets.randbelow(2**31) if seed is None else seed
-    opts = sampling_options(top_k, top_p, temperature, cfg, seed)
+    options = sampling_options(top_k, top_p, temperature, cfg, seed)
+    fields = {"seed": seed, "top_k": top_k, "top_p": top_p, "temperature": temperature, "cfg": cfg, "normalize": normalize}
+    return Job(paths, options, normalize, {**record, **fields})
+
+
+def load_model(model: str, device: str, melody: bool = False):
+    from .api import MELODY_MODELS_HINT, MusicGen
 
     with err.status(f"Loading {model} ..."):
         mg = MusicGen.load(model, device=device)
-    frames = mg.frames_for(duration)
+    if melody and not mg.melody:
+        raise MusicgenError(f"{model} cannot follow a melody: {MELODY_MODELS_HINT}")
+    return mg
+
+
+def announce(mg, model: str, count: int, seconds: float, what: str = "") -> None:
     layout = "stereo" if mg.channels == 2 else "mono"
-    err.print(f"{len(prompts)} × {frames / mg.frame_rate:g} s of {layout} {mg.sample_rate} Hz audio from {model}")
-    start = time.perf_counter()
-    codes = with_progress(mg, frames, lambda progress: mg.generate_codes(prompts, duration, opts, stride, progress))
-    wav = mg.codec.decode(codes).cpu()
+    err.print(f"{count} × {seconds:g} s of {layout} {mg.sample_rate} Hz audio from {model}{what}")
+
+
+def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict]) -> None:
+    """Write each output and its sidecar (the job's record, the model, timings and `per_output`)."""
     record = {
-        "model": model, "model_folder": str(mg.folder), "seed": seed, "top_k": top_k, "top_p": top_p,
-        "temperature": temperature, "cfg": cfg, "duration": duration,
-        "stride": mg.default_stride if stride is None else stride, "normalize": normalize,
-        "sample_rate": mg.sample_rate, "channels": mg.channels, "frames": frames, "batch": prompts,
-        "device": str(mg.device), "wall_time_s": round(time.perf_counter() - start, 3), "musicgen_version": __version__,
+        **job.record, "model_folder": str(mg.folder), "stride": mg.default_stride if stride is None else stride,
+        "sample_rate": mg.sample_rate, "channels": int(wavs[0].shape[0]), "device": str(mg.device),
+        "wall_time_s": round(time.perf_counter() - start, 3), "musicgen_version": __version__,
     }
-    for i, (prompt, path) in enumerate(zip(prompts, paths)):
-        write_output(path, wav[i], mg.sample_rate, normalize, {"prompt": prompt, "batch_index": i, **record})
+    for path, wav, extra in zip(job.paths, wavs, per_output):
+        write_output(path, wav, mg.sample_rate, job.normalize, {**extra, **record})
+
+
+@app.command()
+def generate(
+    prompts: Optional[list[str]] = typer.Argument(None, help="Text descriptions; one output file each."),
+    model: str = model_option(checkpoints.DEFAULT_MODEL),
+    duration: float = typer.Option(10.0, "--duration", "-d", help=DURATION_HELP),
+    output: Optional[Path] = OUTPUT,
+    prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="A text file with one prompt per line."),
+    top_k: int = TOP_K,
+    top_p: float = TOP_P,
+    temperature: float = TEMPERATURE,
+    cfg: float = CFG,
+    seed: Optional[int] = SEED,
+    stride: Optional[float] = STRIDE,
+    normalize: str = normalize_option("peak"),
+    force: bool = FORCE,
+    device: str = DEVICE,
+) -> None:
+    """Generate music from text descriptions."""
+    from .api import check_duration
+
+    prompts = read_prompts(prompts, prompts_file)
+    check_duration(duration)
+    job = prepare(output_paths(prompts, output), force, normalize, top_k, top_p, temperature, cfg, seed,
+                  model=model, duration=duration, batch=prompts)
+    mg = load_model(model, device)
+    frames = mg.frames_for(duration)
+    announce(mg, model, len(prompts), frames / mg.frame_rate)
+    start = time.perf_counter()
+    codes = with_progress(mg, frames, lambda progress: mg.generate_codes(prompts, duration, job.options, stride, progress))
+    wav = mg.codec.decode(codes).cpu()
+    per_output = [{"prompt": p, "batch_index": i, "frames": frames} for i, p in enumerate(prompts)]
+    finish(job, mg, list(wav), stride, start, per_output)
+
+
+def read_input(path: Path, output: Optional[Path], what: str) -> tuple:
+    """Read the user's audio before any model loads: (wav [C, N] float32, sample rate)."""
+    wav, sr = audio.read_audio(path)
+    if audio.is_silent(wav):
+        raise MusicgenError(f"{path} is silent; {what}")
+    if output is not None and Path(output).expanduser().resolve() == Path(path).expanduser().resolve():
+        raise MusicgenError(f"-o {output} is the input file; choose another output name")
+    return wav, sr
+
+
+@app.command("continue")
+def continue_(
+    input: Path = typer.Argument(..., help="Audio to carry on: WAV, FLAC, OGG or MP3, any rate, mono or stereo."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Where the music should go, e.g. \"add a saxophone solo\"."),
+    model: str = model_option(checkpoints.DEFAULT_MODEL),
+    duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Seconds of the whole output, input included (default: input + 10 s)."),
+    prompt_seconds: float = typer.Option(10.0, "--prompt-seconds", help="The model hears at most this many seconds of the input's end."),
+    only_new: bool = typer.Option(False, "--only-new", help="Write only the new part, not the input."),
+    output: Optional[Path] = OUTPUT,
+    top_k: int = TOP_K,
+    top_p: float = TOP_P,
+    temperature: float = TEMPERATURE,
+    cfg: float = CFG,
+    seed: Optional[int] = SEED,
+    stride: Optional[float] = STRIDE,
+    normalize: str = normalize_option("none"),
+    force: bool = FORCE,
+    device: str = DEVICE,
+) -> None:
+    """Carry on your audio: the output starts with your own samples, unchanged."""
+    from . import continuation
+    from .api import check_duration
+
+    if prompt is not None and not prompt.strip():
+        raise MusicgenError("--prompt is empty")
+    wav, sr = read_input(input, output, "there is nothing to continue")
+    duration = wav.shape[1] / sr + 10.0 if duration is None else check_duration(duration)
+    continuation.check_duration(wav.shape[1] / sr, duration)
+    if wav.shape[0] > 2:
+        raise MusicgenError(f"{input} has {wav.shape[0]} channels; continue takes mono or stereo audio")
+    path = output if output is not None else Path(f"{slug(input.stem)}-continued.wav")
+    job = prepare([path], force, normalize, top_k, top_p, temperature, cfg, seed, model=model,
+                  duration=duration, input=str(input), prompt=prompt, prompt_seconds=prompt_seconds, only_new=only_new)
+    mg = load_model(model, device)
+    wav = audio.resample(wav, sr, mg.sample_rate)
+    continuation.plan(mg, wav.shape[1], duration, prompt_seconds)
+    announce(mg, model, 1, duration, f", continuing {input.name}")
+    start = time.perf_counter()
+    out = with_progress(mg, mg.frames_for(duration), lambda progress: continuation.continue_audio(
+        mg, wav, duration, prompt_seconds, prompt, job.options, stride, progress))
+    finish(job, mg, [out[:, wav.shape[1] :] if only_new else out], stride, start, [{}])
+
+
+@app.command()
+def melody(
+    input: Path = typer.Argument(..., help="The tune to follow (hummed, sung, played): WAV, FLAC, OGG or MP3."),
+    style: Optional[str] = typer.Option(None, "--style", "-s", help="The music around it: \"orchestral\", or a whole sentence."),
+    model: str = model_option(checkpoints.DEFAULT_MELODY_MODEL),
+    duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Seconds of audio (default: the melody's length; a shorter melody loops)."),
+    output: Optional[Path] = OUTPUT,
+    top_k: int = TOP_K,
+    top_p: float = TOP_P,
+    temperature: float = TEMPERATURE,
+    cfg: float = CFG,
+    seed: Optional[int] = SEED,
+    stride: Optional[float] = STRIDE,
+    normalize: str = normalize_option("peak"),
+    force: bool = FORCE,
+    device: str = DEVICE,
+) -> None:
+    """Make music that follows a melody (needs a melody checkpoint)."""
+    from . import chroma
+    from .api import check_duration
+
+    if style is not None and not style.strip():
+        raise MusicgenError("--style is empty")
+    wav, sr = read_input(input, output, "silence has no melody to follow")
+    duration = check_duration(wav.shape[1] / sr if duration is None else duration)
+    name = f"{slug(input.stem)}-{slug(style) if style else 'melody'}.wav"
+    job = prepare([output if output is not None else Path(name)], force, normalize, top_k, top_p, temperature,
+                  cfg, seed, model=model, duration=duration, input=str(input), style=style)
+    mg = load_model(model, device, melody=True)
+    tune = torch.from_numpy(audio.resample(wav.mean(axis=0, keepdims=True), sr, chroma.SAMPLE_RATE))
+    announce(mg, model, 1, mg.frames_for(duration) / mg.frame_rate, f", following {input.name}")
+    start = time.perf_counter()
+    codes = with_progress(mg, mg.frames_for(duration), lambda progress: mg.generate_codes(
+        [style], duration, job.options, stride, progress, melody=tune))
+    finish(job, mg, [mg.codec.decode(codes)[0].cpu()], stride, start, [{}])
 
 
 def with_progress(mg, frames: int, run):

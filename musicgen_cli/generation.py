@@ -87,10 +87,14 @@ def generate_codes(
     window: int,
     stride: int,
     progress: Progress | None = None,
+    condition: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Generate `frames` frames after the prompt codes [B, K, P] (P may be 0), long pieces in windows.
 
-    Returns codes [B, K, frames] including the prompt's frames.
+    `condition(first_frame)`, when given, sets the LM's conditioning for the window that starts at
+    frame `first_frame` of the piece (melody models: the melody from that point on); otherwise the
+    conditioning already set on `lm` serves every window. Returns codes [B, K, frames] including
+    the prompt's frames.
     """
     delays = patterns.delays_for(lm.cfg.num_codebooks, lm.cfg.channels)
     plan = plan_windows(frames, prompt.shape[2], window, stride)
@@ -106,9 +110,13 @@ def generate_codes(
     device = lm.layer_norm.weight.device
     generator = None if opts.greedy else torch.Generator(device).manual_seed(opts.seed)
     rows = prompt.shape[0] * (2 if opts.guided else 1)
-    lm.setup_caches(rows, patterns.num_columns(max(w.total for w in plan), delays))
-    codes = generate_window(lm, prompt, plan[0].total, opts, generator, on_step)
-    for w in plan[1:]:
-        new = generate_window(lm, codes[:, :, codes.shape[2] - w.prompt :], w.total, opts, generator, on_step)
-        codes = torch.cat([codes, new[:, :, w.prompt :]], dim=2)
+    codes = prompt
+    for i, w in enumerate(plan):
+        first_frame = codes.shape[2] - w.prompt
+        if condition is not None:
+            condition(first_frame)
+        if i == 0:  # after the first conditioning: the cache also holds a melody model's prefix
+            lm.setup_caches(rows, patterns.num_columns(max(w.total for w in plan), delays))
+        new = generate_window(lm, codes[:, :, first_frame:], w.total, opts, generator, on_step)
+        codes = torch.cat([codes[:, :, :first_frame], new], dim=2)
     return codes

@@ -2,8 +2,14 @@
 
 Parameter names follow the Hugging Face checkpoints (minus their `decoder.model.decoder.` prefix),
 so a checkpoint's tensors load as they are. The self-attention keys and values live in a
-preallocated cache written at absolute positions; the cross-attention keys and values of the
-text are computed once per generation by `set_conditioning`.
+preallocated cache written at absolute positions.
+
+Two kinds of conditioning, set by `set_conditioning`:
+- text-to-music models cross-attend to the projected text states (their keys and values are
+  computed once per generation);
+- melody models have no cross-attention: the projected chroma frames and text states are a prefix
+  before the audio tokens, [chroma | text | tokens], with positions running over all of it. The
+  prefix enters the cache with the first forward call of each window (start == 0).
 """
 
 from __future__ import annotations
@@ -26,6 +32,12 @@ class LMConfig:
     card: int = 2048  # codebook size; the id `card` is the special (start / pad) token
     text_dim: int = 768  # width of the text encoder's states, projected to `dim`
     channels: int = 1  # 2 for stereo checkpoints (codebooks interleaved L, R)
+    num_chroma: int = 0  # melody models: 12 chroma bins, prepended with the text (no cross-attention)
+    chroma_length: int = 0  # melody models: chroma frames in the prefix (235 = 30 s)
+
+    @property
+    def melody(self) -> bool:
+        return self.num_chroma > 0
 
     @property
     def special(self) -> int:
@@ -80,8 +92,10 @@ class Block(nn.Module):
         super().__init__()
         self.self_attn = Attention(cfg.dim, cfg.num_heads)
         self.self_attn_layer_norm = nn.LayerNorm(cfg.dim)
-        self.encoder_attn = Attention(cfg.dim, cfg.num_heads)
-        self.encoder_attn_layer_norm = nn.LayerNorm(cfg.dim)
+        self.cross = not cfg.melody
+        if self.cross:
+            self.encoder_attn = Attention(cfg.dim, cfg.num_heads)
+            self.encoder_attn_layer_norm = nn.LayerNorm(cfg.dim)
         self.fc1 = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
         self.fc2 = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
         self.final_layer_norm = nn.LayerNorm(cfg.dim)
@@ -93,8 +107,9 @@ class Block(nn.Module):
         h = self.self_attn_layer_norm(x)
         k, v = self.cache.update(start, attn.split(attn.k_proj(h)), attn.split(attn.v_proj(h)))
         x = x + attn.attend(attn.q_proj(h), k, v, self_mask)
-        h = self.encoder_attn_layer_norm(x)
-        x = x + self.encoder_attn.attend(self.encoder_attn.q_proj(h), *self.cross_kv, cross_mask)
+        if self.cross:
+            h = self.encoder_attn_layer_norm(x)
+            x = x + self.encoder_attn.attend(self.encoder_attn.q_proj(h), *self.cross_kv, cross_mask)
         return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
 
 
@@ -107,20 +122,35 @@ class MusicGenLM(nn.Module):
         self.layer_norm = nn.LayerNorm(cfg.dim)
         self.lm_heads = nn.ModuleList(nn.Linear(cfg.dim, cfg.card, bias=False) for _ in range(cfg.num_codebooks))
         self.enc_to_dec_proj = nn.Linear(cfg.text_dim, cfg.dim)
+        if cfg.melody:
+            self.audio_enc_to_dec_proj = nn.Linear(cfg.num_chroma, cfg.dim)
         self.cross_mask: torch.Tensor | None = None
+        self.prefix: torch.Tensor | None = None  # melody models: [B, chroma + text, dim]
+
+    @property
+    def prefix_len(self) -> int:
+        return 0 if self.prefix is None else self.prefix.shape[1]
 
     def setup_caches(self, batch: int, max_len: int) -> None:
+        """Caches for `max_len` columns of tokens (plus the conditioning prefix, if any)."""
         p = self.layer_norm.weight
         head_dim = self.cfg.dim // self.cfg.num_heads
         for layer in self.layers:
-            layer.cache = KVCache(batch, self.cfg.num_heads, max_len, head_dim, p.dtype, p.device)
+            layer.cache = KVCache(batch, self.cfg.num_heads, self.prefix_len + max_len, head_dim, p.dtype, p.device)
 
-    def set_conditioning(self, text_states: torch.Tensor, text_mask: torch.Tensor) -> None:
-        """Project the text encoder's states [B, L, text_dim] (padding where text_mask [B, L] is 0)
-        and compute every layer's cross-attention keys and values once."""
+    def set_conditioning(self, text_states: torch.Tensor, text_mask: torch.Tensor, chroma: torch.Tensor | None = None) -> None:
+        """Project the text encoder's states [B, L, text_dim] (padding where text_mask [B, L] is 0).
+
+        Text-to-music models: compute every layer's cross-attention keys and values once.
+        Melody models: the prefix [projected chroma [B, chroma_length, 12] | projected text]."""
         p = self.layer_norm.weight
         mask = text_mask.to(device=p.device, dtype=torch.bool)
         states = self.enc_to_dec_proj(text_states.to(p)) * mask[..., None].to(p.dtype)
+        if self.cfg.melody:
+            if chroma is None or chroma.shape[:2] != (states.shape[0], self.cfg.chroma_length):
+                raise ValueError(f"a melody model needs chroma [batch, {self.cfg.chroma_length}, {self.cfg.num_chroma}]")
+            self.prefix = torch.cat([self.audio_enc_to_dec_proj(chroma.to(p)), states], dim=1)
+            return
         for layer in self.layers:
             attn = layer.encoder_attn
             layer.cross_kv = (attn.split(attn.k_proj(states)), attn.split(attn.v_proj(states)))
@@ -131,9 +161,17 @@ class MusicGenLM(nn.Module):
         )[:, None, None, :]
 
     def forward(self, codes: torch.Tensor, start: int, last_only: bool = False) -> torch.Tensor:
-        """codes [B, K, S] at absolute positions start..start+S-1 -> logits [B, K, S (or 1), card]."""
-        s = codes.shape[2]
+        """codes [B, K, S] at columns start..start+S-1 -> logits [B, K, S (or 1), card].
+
+        With a prefix (melody models), column c sits at position prefix_len + c, and the call with
+        start == 0 runs the prefix first."""
         x = sum(emb(codes[:, q]) for q, emb in enumerate(self.embed_tokens))
+        if self.prefix is not None:
+            if start == 0:
+                x = torch.cat([self.prefix.to(x.dtype), x], dim=1)
+            else:
+                start += self.prefix_len
+        s = x.shape[1]
         positions = torch.arange(start, start + s, device=codes.device)
         x = x + sinusoidal_positions(positions, self.cfg.dim).to(x.dtype)
         self_mask = None
@@ -142,5 +180,5 @@ class MusicGenLM(nn.Module):
             self_mask = keys[None, :] <= positions[:, None]
         for layer in self.layers:
             x = layer(x, start, self_mask, self.cross_mask)
-        x = self.layer_norm(x[:, -1:] if last_only else x)
+        x = self.layer_norm(x[:, -1:] if last_only else x[:, s - codes.shape[2] :])
         return torch.stack([head(x) for head in self.lm_heads], dim=1)

@@ -27,3 +27,13 @@ def stereo_ckpt(tmp_path_factory) -> Path:
 @pytest.fixture(params=["mono", "stereo"])
 def ckpt(request, mono_ckpt, stereo_ckpt) -> Path:
     return mono_ckpt if request.param == "mono" else stereo_ckpt
+
+
+@pytest.fixture(scope="session")
+def melody_ckpt(tmp_path_factory) -> Path:
+    return make_hf_checkpoint(tmp_path_factory.mktemp("melody"), melody=True, seed=3)
+
+
+@pytest.fixture(scope="session")
+def stereo_melody_ckpt(tmp_path_factory) -> Path:
+    return make_hf_checkpoint(tmp_path_factory.mktemp("stereo-melody"), melody=True, stereo=True, seed=4)

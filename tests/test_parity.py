@@ -6,6 +6,7 @@ from transformers import AutoTokenizer, MusicgenForConditionalGeneration
 
 from musicgen_cli import MusicGen, SamplingOptions
 from musicgen_cli.conditioning import with_unconditional
+from hf_reference import hf_generate
 
 PROMPTS = ["lo-fi jazz with soft piano and a slow beat at 80 bpm", "rock"]  # unequal lengths: padding
 
@@ -53,18 +54,7 @@ def test_step_logits_match(ckpt, cfg):
 def test_greedy_tokens_match_for_120_frames(ckpt, cfg):
     hf, ours = load_both(ckpt)
     frames = 120
-    captured = {}
-    decode = hf.audio_encoder.decode
-
-    def capture(codes, *a, **kw):
-        captured.setdefault("codes", []).append(codes[0])
-        return decode(codes, *a, **kw)
-
-    hf.audio_encoder.decode = capture
-    with torch.no_grad():
-        hf_wav = hf.generate(**hf_inputs(ckpt), do_sample=False, guidance_scale=cfg, max_new_tokens=frames + 3)
-    parts = captured["codes"]  # stereo: left codebooks, then right codebooks
-    ref = parts[0] if len(parts) == 1 else torch.stack(parts, dim=2).flatten(1, 2)
+    ref, hf_wav = hf_generate(hf, hf_inputs(ckpt), do_sample=False, guidance_scale=cfg, max_new_tokens=frames + 3)
 
     codes = ours.generate_codes(PROMPTS, frames / 50, SamplingOptions(top_k=1, cfg=cfg))
     assert codes.shape == ref.shape == (len(PROMPTS), hf.decoder.num_codebooks, frames)

@@ -13,6 +13,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tiny_checkpoints as tc  # noqa: E402
+from hf_reference import hf_generate  # noqa: E402
 
 PROMPTS = ["lo-fi hip hop beat with mellow piano", "epic orchestral strings"]
 
@@ -37,23 +38,11 @@ def hf_model(hf_dir):
     return MusicgenForConditionalGeneration.from_pretrained(hf_dir).eval()
 
 
-def _greedy_codes(model, tokenizer, prompts, frames: int) -> torch.Tensor:
-    """Greedy CFG generation; returns the audio codes [B, K, frames] that generate() hands to the codec."""
-    captured = []
-    decode = model.audio_encoder.decode
-
-    def spy(audio_codes, *args, **kwargs):
-        captured.append(audio_codes.clone())
-        return decode(audio_codes, *args, **kwargs)
-
-    model.audio_encoder.decode = spy
-    try:
-        inputs = tokenizer(prompts, padding=True, return_tensors="pt")
-        with torch.no_grad():
-            model.generate(**inputs, do_sample=False, max_new_tokens=frames + 3, guidance_scale=3.0)
-    finally:
-        del model.audio_encoder.decode
-    return captured[0][0]
+def _greedy_codes(model, tokenizer, prompts, frames: int, **generate_kwargs) -> torch.Tensor:
+    """Greedy CFG generation: the codes [B, K, frames] generate() hands to the codec."""
+    inputs = tokenizer(prompts, padding=True, return_tensors="pt")
+    return hf_generate(model, inputs, do_sample=False, max_new_tokens=frames + 3, guidance_scale=3.0,
+                       **generate_kwargs)[0]
 
 
 def test_tokenizer_loads_offline_with_t5_conventions(tmp_path):
@@ -103,19 +92,23 @@ def test_hf_checkpoint_layout_and_reload(hf_dir, hf_model):
     assert len(set(codes.flatten().tolist())) > 8
 
 
-def test_greedy_generation_varies(hf_dir, hf_model):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(hf_dir)
-    codes = _greedy_codes(hf_model, tok, PROMPTS, frames=60)
+def _assert_varies(codes: torch.Tensor) -> None:
+    """60 greedy frames of 2 prompts x 4 codebooks: many ids, frequent changes, the text matters."""
     assert codes.shape == (2, 4, 60)
+    assert int(codes.max()) < 64
     for b in range(2):
         for k in range(4):
             seq = codes[b, k]
             assert len(set(seq.tolist())) >= 10, seq
             assert int((seq[1:] != seq[:-1]).sum()) >= 30, seq
     assert (codes[0] != codes[1]).float().mean() > 0.5  # the text matters
-    assert int(codes.max()) < 64
+
+
+def test_greedy_generation_varies(hf_dir, hf_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(hf_dir)
+    _assert_varies(_greedy_codes(hf_model, tok, PROMPTS, frames=60))
 
 
 def test_stereo_checkpoint(tmp_path):
@@ -125,8 +118,6 @@ def test_stereo_checkpoint(tmp_path):
     model = MusicgenForConditionalGeneration.from_pretrained(folder)
     assert model.config.decoder.num_codebooks == 8 and model.config.decoder.audio_channels == 2
     assert model.config.audio_encoder.audio_channels == 1
-    with pytest.raises(NotImplementedError):
-        tc.make_hf_checkpoint(tmp_path / "melody", melody=True)
 
 
 def test_deterministic(tmp_path, hf_dir):
@@ -212,3 +203,121 @@ def test_hub_cache_resolves_offline(tmp_path, hf_dir, hf_model, monkeypatch):
         a = codec.decode(codes, [None]).audio_values
         b = hf_model.audio_encoder.decode(codes, [None]).audio_values
     assert a.shape[-1] == 25 * 640 and torch.equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------------ melody
+
+def _chroma(kind: str, batch: int = 2, frames: int = 50) -> torch.Tensor:
+    """One-hot chroma [B, frames, 12] as MusicgenMelodyFeatureExtractor returns: 'steady' = bin 3 throughout,
+    'moving' = the bin moves a fifth every 4 frames."""
+    chroma = torch.zeros(batch, frames, 12)
+    for t in range(frames):
+        chroma[:, t, 3 if kind == "steady" else (t // 4 * 7) % 12] = 1.0
+    return chroma
+
+
+@pytest.fixture(scope="module")
+def melody_dir(tmp_path_factory) -> Path:
+    return tc.make_hf_checkpoint(tmp_path_factory.mktemp("tiny") / "melody", melody=True)
+
+
+@pytest.fixture(scope="module")
+def melody_model(melody_dir):
+    from transformers import MusicgenMelodyForConditionalGeneration
+
+    return MusicgenMelodyForConditionalGeneration.from_pretrained(melody_dir).eval()
+
+
+def test_melody_checkpoint_layout_and_reload(tmp_path, melody_dir, melody_model):
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, MusicgenMelodyForConditionalGeneration
+
+    files = set(os.listdir(melody_dir))
+    assert {"config.json", "generation_config.json", "model.safetensors", "preprocessor_config.json",
+            "spiece.model", "tokenizer.json", "tokenizer_config.json"} <= files
+    config = json.loads((melody_dir / "config.json").read_text())
+    assert config["model_type"] == "musicgen_melody"
+    assert config["architectures"] == ["MusicgenMelodyForConditionalGeneration"]
+    assert (config["num_chroma"], config["chroma_length"]) == (12, 235)
+    assert config["decoder"]["model_type"] == "musicgen_melody_decoder"
+    pre = json.loads((melody_dir / "preprocessor_config.json").read_text())
+    assert pre["feature_extractor_type"] == "MusicgenMelodyFeatureExtractor"
+    assert pre["processor_class"] == "MusicgenMelodyProcessor"
+    assert (pre["feature_size"], pre["num_chroma"], pre["sampling_rate"], pre["hop_length"], pre["n_fft"],
+            pre["chunk_length"], pre["stem_indices"]) == (12, 12, 32000, 4096, 16384, 30, [3, 2])
+    assert pre["return_attention_mask"] is False and pre["padding_value"] == 0.0
+    gen = json.loads((melody_dir / "generation_config.json").read_text())
+    assert gen["decoder_start_token_id"] == gen["pad_token_id"] == 64 and gen["guidance_scale"] == 3.0
+
+    _, info = MusicgenMelodyForConditionalGeneration.from_pretrained(melody_dir, output_loading_info=True)
+    assert not (info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"])
+    model = melody_model
+    cfg = model.config
+    assert cfg.decoder.num_codebooks == 4 and cfg.decoder.vocab_size == 64 and cfg.decoder.audio_channels == 1
+    assert cfg.text_encoder.vocab_size == len(AutoTokenizer.from_pretrained(melody_dir))
+    assert model.enc_to_dec_proj.weight.shape == (32, 24)
+    assert model.audio_enc_to_dec_proj.weight.shape == (32, 12)
+    assert not hasattr(model.decoder.model.decoder.layers[0], "encoder_attn")  # no cross-attention
+    state = load_file(str(melody_dir / "model.safetensors"))
+    assert not any("encoder_attn" in k for k in state)
+    for name in ("decoder.", "enc_to_dec_proj.", "audio_enc_to_dec_proj."):  # float16-exact
+        for k, v in state.items():
+            if k.startswith(name):
+                assert torch.equal(v, v.half().float()), k
+    # re-initialised (transformers' own init: std 0.02 weights, zero biases)
+    assert model.audio_enc_to_dec_proj.weight.std() > 0.5 and model.audio_enc_to_dec_proj.bias.abs().max() > 0
+    # deterministic
+    again = tc.make_hf_checkpoint(tmp_path / "again", melody=True)
+    b = load_file(str(again / "model.safetensors"))
+    assert state.keys() == b.keys() and all(torch.equal(state[k], b[k]) for k in state)
+    with pytest.raises(ValueError):
+        tc.make_hf_checkpoint(tmp_path / "bad", melody=True, hidden=12, text_hidden=24)
+    with pytest.raises(NotImplementedError):
+        tc.make_audiocraft_checkpoint(melody_dir, tmp_path / "ac")
+
+
+def test_melody_conditioning_moves_logits(melody_dir, melody_model):
+    """First decoding step, no guidance: chroma and text each change the logits by a sizeable fraction of
+    their spread (not just by chaotic amplification of tiny differences during decoding)."""
+    from transformers import AutoTokenizer
+
+    inputs = AutoTokenizer.from_pretrained(melody_dir)(PROMPTS, padding=True, return_tensors="pt")
+    start = torch.full((2 * 4, 1), 64)
+    with torch.no_grad():
+        steady = melody_model(**inputs, input_features=_chroma("steady"), decoder_input_ids=start).logits
+        moving = melody_model(**inputs, input_features=_chroma("moving"), decoder_input_ids=start).logits
+    # the logits cover the whole prefix: 235 chroma frames + text tokens + the decoder position
+    assert steady.shape == (2 * 4, 235 + inputs["input_ids"].shape[1] + 1, 64)
+    steady, moving = steady[:, -1], moving[:, -1]
+    assert (steady - moving).abs().mean() / steady.std() > 0.05
+    by_prompt = steady.reshape(2, 4, 64)
+    assert (by_prompt[0] - by_prompt[1]).abs().mean() / steady.std() > 0.03
+
+
+def test_melody_greedy_generation_varies(melody_dir, melody_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(melody_dir)
+    steady = _greedy_codes(melody_model, tok, PROMPTS, frames=60, input_features=_chroma("steady"))
+    moving = _greedy_codes(melody_model, tok, PROMPTS, frames=60, input_features=_chroma("moving"))
+    for codes in (steady, moving):
+        _assert_varies(codes)
+    assert (steady != moving).float().mean() > 0.5  # the chroma matters
+
+
+def test_melody_stereo_checkpoint(tmp_path):
+    from transformers import AutoTokenizer, MusicgenMelodyForConditionalGeneration
+
+    folder = tc.make_hf_checkpoint(tmp_path / "melody_stereo", melody=True, stereo=True, seed=1)
+    model = MusicgenMelodyForConditionalGeneration.from_pretrained(folder).eval()
+    assert model.config.decoder.num_codebooks == 8 and model.config.decoder.audio_channels == 2
+    assert model.config.audio_encoder.audio_channels == 1
+    tok = AutoTokenizer.from_pretrained(folder)
+    steady = _greedy_codes(model, tok, PROMPTS, frames=30, input_features=_chroma("steady"))
+    moving = _greedy_codes(model, tok, PROMPTS, frames=30, input_features=_chroma("moving"))
+    assert steady.shape == moving.shape == (2, 8, 30)
+    for b in range(2):
+        for k in range(8):
+            assert len(set(steady[b, k].tolist())) >= 8, steady[b, k]
+    assert (steady[:, 0::2] != steady[:, 1::2]).float().mean() > 0.5  # left and right differ
+    assert (steady != moving).float().mean() > 0.5

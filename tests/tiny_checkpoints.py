@@ -6,7 +6,8 @@ Helpers, not tests:
   ``tokenizer.json`` + ``tokenizer_config.json``) that ``AutoTokenizer.from_pretrained`` loads offline
   without protobuf / tiktoken.
 - ``make_hf_checkpoint(folder, ...)``: a ``MusicgenForConditionalGeneration`` folder in the Hugging Face
-  layout (config.json, model.safetensors, generation_config.json, preprocessor_config.json, tokenizer files).
+  layout (config.json, model.safetensors, generation_config.json, preprocessor_config.json, tokenizer files);
+  ``melody=True``: a ``MusicgenMelodyForConditionalGeneration`` folder (chroma preprocessor_config.json).
 - ``make_audiocraft_checkpoint(hf_folder, out_folder)``: the same LM weights in audiocraft's layout
   (``state_dict.bin`` + ``compression_state_dict.bin``); see tests/AUDIOCRAFT_FORMAT.md.
 - ``make_hub_cache(cache_dir, repo_id, source_folder)``: a huggingface_hub cache entry for offline lookup;
@@ -185,6 +186,8 @@ def make_tokenizer_files(folder: Path) -> None:
 SAMPLE_RATE = 32000
 FRAME_RATE = 50
 N_Q_MONO = 4
+NUM_CHROMA = 12  # melody: chroma bins (MusicgenMelodyConfig.num_chroma)
+CHROMA_LENGTH = 235  # melody: chroma frames in the decoder prefix (MusicgenMelodyConfig.chroma_length)
 
 
 def _round_to_half(model: torch.nn.Module) -> None:
@@ -198,19 +201,34 @@ def _round_to_half(model: torch.nn.Module) -> None:
                 t.copy_(t.half().float())
 
 
+# Melody only (the decoder sees text and chroma as a 235 + text-length prefix of its own sequence, not
+# through cross-attention): with the plain scales below attention spreads almost evenly over that prefix and
+# the conditioning barely moves the logits (first greedy step: chroma / text change them by ~0.05 / ~0.01 of
+# their std; two prompts could give identical codes). Larger projections and peakier self-attention (q/k)
+# bring that to ~0.2 / ~0.15 while greedy decoding still wanders (see test_melody_greedy_generation_varies).
+MELODY_PROJ_STD = 1.0  # enc_to_dec_proj and audio_enc_to_dec_proj weights
+MELODY_QK_STD = 0.5  # decoder self-attention q_proj / k_proj weights
+
+
 def _reinit_decoder(model, gen: torch.Generator) -> None:
-    """Non-trivial random weights for the LM and enc_to_dec_proj so greedy decoding varies.
+    """Non-trivial random weights for the LM, enc_to_dec_proj and (melody) audio_enc_to_dec_proj so greedy
+    decoding varies.
 
     Scales were picked by a sweep: big token embeddings (std 4) and smallish linear weights (std 0.15)
     make greedy CFG decoding wander (30-45 distinct ids per codebook over 120 frames, no long runs);
-    larger linear weights (>= 0.3) or small embeddings (<= 1) fall into fixed points (one id repeated)."""
+    larger linear weights (>= 0.3) or small embeddings (<= 1) fall into fixed points (one id repeated).
+    Melody models override a few of these (MELODY_PROJ_STD, MELODY_QK_STD). Parameters are drawn in the
+    order decoder, enc_to_dec_proj, audio_enc_to_dec_proj."""
 
     def randn(shape):
         return torch.randn(shape, generator=gen)
 
+    melody = hasattr(model, "audio_enc_to_dec_proj")
     with torch.no_grad():
         named = [("decoder." + n, p) for n, p in model.decoder.named_parameters()]
         named += [("enc_to_dec_proj." + n, p) for n, p in model.enc_to_dec_proj.named_parameters()]
+        if melody:
+            named += [("audio_enc_to_dec_proj." + n, p) for n, p in model.audio_enc_to_dec_proj.named_parameters()]
         for name, p in named:
             if "layer_norm" in name:
                 if name.endswith("weight"):
@@ -223,7 +241,11 @@ def _reinit_decoder(model, gen: torch.Generator) -> None:
                 p.copy_(0.1 * randn(p.shape))
             elif "lm_heads" in name:
                 p.copy_(0.5 * randn(p.shape))
-            else:  # linear weights: q/k/v/out, fc1/fc2, enc_to_dec_proj
+            elif melody and "enc_to_dec_proj" in name:
+                p.copy_(MELODY_PROJ_STD * randn(p.shape))
+            elif melody and name.endswith(("self_attn.q_proj.weight", "self_attn.k_proj.weight")):
+                p.copy_(MELODY_QK_STD * randn(p.shape))
+            else:  # linear weights: q/k/v/out, fc1/fc2, enc_to_dec_proj (plain)
                 p.copy_(0.15 * randn(p.shape))
 
 
@@ -277,39 +299,31 @@ def make_hf_checkpoint(
     text_hidden: int = 24,
     top_k: int | None = 250,
 ) -> Path:
-    """Build and save a tiny random MusicgenForConditionalGeneration (HF layout) into ``folder``.
+    """Build and save a tiny random MusicGen checkpoint (HF layout) into ``folder``.
+
+    ``melody=False``: a ``MusicgenForConditionalGeneration`` (decoder cross-attends to the text states).
+    ``melody=True``: a ``MusicgenMelodyForConditionalGeneration`` (no cross-attention: the decoder input is
+    prefixed with ``chroma_length`` = 235 projected chroma frames (``num_chroma`` = 12, ``audio_enc_to_dec_proj``)
+    followed by the projected text states), plus a chroma ``preprocessor_config.json`` as the hub folder has.
 
     Mono: 4 codebooks; stereo: 8 codebooks (L0,R0,L1,R1,...) with decoder audio_channels 2 and the mono
     codec. Special id (pad / bos / decoder_start) = ``codebook_size``. ``top_k=None`` leaves top_k out of
     generation_config.json (as the real hub files do; then transformers' default 50 applies)."""
-    if melody:
-        raise NotImplementedError("tiny melody checkpoints are not implemented yet")
     if text_hidden == hidden:
         raise ValueError("text_hidden must differ from hidden so that enc_to_dec_proj exists")
+    if melody and hidden == NUM_CHROMA:
+        raise ValueError(f"hidden must differ from {NUM_CHROMA} so that audio_enc_to_dec_proj exists")
     with one_torch_thread():
-        return _make_hf_checkpoint(Path(folder), stereo=stereo, seed=seed, decoder_layers=decoder_layers,
-                                   hidden=hidden, heads=heads, ffn=ffn, codebook_size=codebook_size,
-                                   text_hidden=text_hidden, top_k=top_k)
+        return _make_hf_checkpoint(Path(folder), stereo=stereo, melody=melody, seed=seed,
+                                   decoder_layers=decoder_layers, hidden=hidden, heads=heads, ffn=ffn,
+                                   codebook_size=codebook_size, text_hidden=text_hidden, top_k=top_k)
 
 
-def _make_hf_checkpoint(folder: Path, *, stereo, seed, decoder_layers, hidden, heads, ffn, codebook_size,
-                        text_hidden, top_k) -> Path:
-    from transformers import (
-        EncodecConfig,
-        EncodecFeatureExtractor,
-        GenerationConfig,
-        MusicgenConfig,
-        MusicgenDecoderConfig,
-        MusicgenForConditionalGeneration,
-        T5Config,
-    )
+def _text_config(text_hidden: int):
+    """The tiny T5 text encoder (vocab = the tiny tokenizer's)."""
+    from transformers import T5Config
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-
-    text_cfg = T5Config(
+    return T5Config(
         vocab_size=tokenizer_vocab_size(),
         d_model=text_hidden,
         d_kv=12,
@@ -326,6 +340,12 @@ def _make_hf_checkpoint(folder: Path, *, stereo, seed, decoder_layers, hidden, h
         eos_token_id=1,
         decoder_start_token_id=0,
     )
+
+
+def _codec_config(codebook_size: int):
+    """The tiny mono EnCodec: 32 kHz, hop 640 (50 frames/s), exactly 4 codebooks of ``codebook_size``."""
+    from transformers import EncodecConfig
+
     nbits = (codebook_size - 1).bit_length()
     if 2 ** nbits != codebook_size:
         raise ValueError("codebook_size must be a power of 2")
@@ -357,8 +377,12 @@ def _make_hf_checkpoint(folder: Path, *, stereo, seed, decoder_layers, hidden, h
     )
     assert codec_cfg.hop_length == 640 and codec_cfg.frame_rate == FRAME_RATE
     assert codec_cfg.num_quantizers == N_Q_MONO, codec_cfg.num_quantizers
-    channels = 2 if stereo else 1
-    dec_cfg = MusicgenDecoderConfig(
+    return codec_cfg
+
+
+def _decoder_kwargs(*, codebook_size, decoder_layers, hidden, heads, ffn, channels) -> dict:
+    """Keyword arguments shared by MusicgenDecoderConfig and MusicgenMelodyDecoderConfig."""
+    return dict(
         vocab_size=codebook_size,
         max_position_embeddings=2048,
         num_hidden_layers=decoder_layers,
@@ -380,8 +404,59 @@ def _make_hf_checkpoint(folder: Path, *, stereo, seed, decoder_layers, hidden, h
         eos_token_id=None,
         tie_word_embeddings=False,
     )
-    config = MusicgenConfig(text_encoder=text_cfg, audio_encoder=codec_cfg, decoder=dec_cfg)
-    model = MusicgenForConditionalGeneration(config).eval()
+
+
+def _build_model(text_cfg, codec_cfg, dec_kwargs: dict, *, melody: bool):
+    """The untrained model; only the config / model classes differ between plain and melody."""
+    from transformers import (
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        MusicgenMelodyConfig,
+        MusicgenMelodyDecoderConfig,
+        MusicgenMelodyForConditionalGeneration,
+    )
+
+    if melody:
+        config = MusicgenMelodyConfig(
+            text_encoder=text_cfg, audio_encoder=codec_cfg, decoder=MusicgenMelodyDecoderConfig(**dec_kwargs),
+            num_chroma=NUM_CHROMA, chroma_length=CHROMA_LENGTH)
+        return MusicgenMelodyForConditionalGeneration(config).eval()
+    config = MusicgenConfig(text_encoder=text_cfg, audio_encoder=codec_cfg, decoder=MusicgenDecoderConfig(**dec_kwargs))
+    return MusicgenForConditionalGeneration(config).eval()
+
+
+# facebook/musicgen-melody's preprocessor_config.json (the chroma extractor). Written as JSON: building a
+# MusicgenMelodyFeatureExtractor needs torchaudio.
+MELODY_PREPROCESSOR_CONFIG = {
+    "chunk_length": 30,
+    "feature_extractor_type": "MusicgenMelodyFeatureExtractor",
+    "feature_size": NUM_CHROMA,
+    "hop_length": 4096,
+    "n_fft": 16384,
+    "num_chroma": NUM_CHROMA,
+    "padding_side": "right",
+    "padding_value": 0.0,
+    "processor_class": "MusicgenMelodyProcessor",
+    "return_attention_mask": False,
+    "sampling_rate": SAMPLE_RATE,
+    "stem_indices": [3, 2],
+}
+
+
+def _make_hf_checkpoint(folder: Path, *, stereo, melody, seed, decoder_layers, hidden, heads, ffn, codebook_size,
+                        text_hidden, top_k) -> Path:
+    from transformers import EncodecFeatureExtractor, GenerationConfig
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+
+    channels = 2 if stereo else 1
+    dec_kwargs = _decoder_kwargs(codebook_size=codebook_size, decoder_layers=decoder_layers, hidden=hidden,
+                                 heads=heads, ffn=ffn, channels=channels)
+    model = _build_model(_text_config(text_hidden), _codec_config(codebook_size), dec_kwargs, melody=melody)
 
     _reinit_decoder(model, gen)
     _init_codec_codebooks(model.audio_encoder, gen)
@@ -397,10 +472,14 @@ def _make_hf_checkpoint(folder: Path, *, stereo, seed, decoder_layers, hidden, h
         **({"top_k": top_k} if top_k is not None else {}),
     )
     model.save_pretrained(str(folder), safe_serialization=True)
-    EncodecFeatureExtractor(
-        feature_size=channels, sampling_rate=SAMPLE_RATE, padding_value=0.0, padding_side="left",
-        return_attention_mask=True,
-    ).save_pretrained(str(folder))
+    if melody:
+        (folder / "preprocessor_config.json").write_text(
+            json.dumps(MELODY_PREPROCESSOR_CONFIG, indent=2, sort_keys=True) + "\n")
+    else:
+        EncodecFeatureExtractor(
+            feature_size=channels, sampling_rate=SAMPLE_RATE, padding_value=0.0, padding_side="left",
+            return_attention_mask=True,
+        ).save_pretrained(str(folder))
     make_tokenizer_files(folder)
     return folder
 
@@ -565,6 +644,8 @@ def make_audiocraft_checkpoint(hf_folder: Path, out_folder: Path, *, dtype: torc
     hf_folder, out_folder = Path(hf_folder), Path(out_folder)
     out_folder.mkdir(parents=True, exist_ok=True)
     config = json.loads((hf_folder / "config.json").read_text())
+    if config.get("model_type") == "musicgen_melody":
+        raise NotImplementedError("audiocraft layout of melody checkpoints is not implemented")
     dec = config["decoder"]
     n_q = int(dec["num_codebooks"])
     stereo = int(dec.get("audio_channels", 1)) == 2

@@ -1,0 +1,89 @@
+"""Carry on the user's audio: the end of it is the prompt, and the output keeps their own samples.
+
+The codec re-synthesises the prompt on its way through the model; peers hand that re-synthesis
+back, which audibly degrades the user's audio. Here the output is the user's samples, unchanged,
+then a short crossfade into the re-synthesis where the two overlap, then the new music.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .errors import MusicgenError
+from .generation import Progress
+from .sampling import SamplingOptions
+
+CROSSFADE_SECONDS = 0.05
+
+
+def match_channels(wav: np.ndarray, channels: int) -> np.ndarray:
+    """[C, N] -> [channels, N]: a mono signal is copied to every channel, stereo is averaged to mono."""
+    if wav.shape[0] == channels:
+        return wav
+    if wav.shape[0] == 1:
+        return np.repeat(wav, channels, axis=0)
+    if channels == 1:
+        return wav.mean(axis=0, keepdims=True)
+    raise MusicgenError(f"cannot turn {wav.shape[0]}-channel audio into {channels} channels")
+
+
+def check_duration(input_seconds: float, duration: float) -> None:
+    if duration <= input_seconds:
+        raise MusicgenError(
+            f"the input already lasts {input_seconds:.2f} s; --duration is the length of the whole output, "
+            f"so ask for more than that"
+        )
+
+
+def plan(mg, samples: int, duration: float, prompt_seconds: float) -> tuple[int, int]:
+    """Check a request to continue `samples` samples to `duration` seconds -> (prompt samples: the
+    last `prompt_seconds` of the input at most, in whole codec frames; frames for the model to make,
+    the prompt's included)."""
+    sr, hop = mg.sample_rate, mg.codec.hop_length
+    check_duration(samples / sr, duration)
+    if not 0 < prompt_seconds < mg.max_duration:
+        raise MusicgenError(f"--prompt-seconds must be above 0 and below {mg.max_duration:g}, got {prompt_seconds:g}")
+    prompt = min(int(prompt_seconds * sr), samples) // hop * hop
+    if prompt == 0:
+        raise MusicgenError(f"the input is too short to continue: at least {hop / sr * 1000:g} ms are needed")
+    return prompt, prompt // hop + math.ceil((round(duration * sr) - samples) / hop)
+
+
+def splice(original: np.ndarray, resynth: np.ndarray, prompt: int, total: int, fade: int) -> np.ndarray:
+    """original [C, N]; resynth [C, M]: the decoded prompt (its last `prompt` samples overlap the end
+    of `original`) followed by new audio. -> [C, total]: original, unchanged up to the last `fade`
+    samples, which crossfade linearly into the re-synthesis; then the new audio."""
+    n = original.shape[1]
+    out = np.concatenate([original, resynth[:, prompt : prompt + total - n]], axis=1)
+    fade = min(fade, prompt)
+    if fade:
+        ramp = (np.arange(1, fade + 1, dtype=np.float32) / (fade + 1))[None]
+        out[:, n - fade : n] = original[:, n - fade :] * (1 - ramp) + resynth[:, prompt - fade : prompt] * ramp
+    return out
+
+
+def continue_audio(
+    mg,
+    wav: np.ndarray,
+    duration: float,
+    prompt_seconds: float = 10.0,
+    description: str | None = None,
+    options: SamplingOptions = SamplingOptions(),
+    stride: float | None = None,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Continue `wav` [C, N] (at the model's sample rate, mono or stereo) until it lasts `duration`
+    seconds. Returns [max(C, model channels), round(duration * sample_rate)] float32."""
+    n = wav.shape[1]
+    prompt, frames = plan(mg, n, duration, prompt_seconds)
+    model_in = torch.from_numpy(np.ascontiguousarray(match_channels(wav[:, n - prompt :], mg.channels)))
+    codes = mg.generate_codes(
+        [description], frames / mg.frame_rate, options, stride, progress, audio=model_in[None]
+    )
+    resynth = mg.codec.decode(codes)[0].cpu().numpy()
+    channels = max(wav.shape[0], mg.channels)
+    total, fade = round(duration * mg.sample_rate), round(CROSSFADE_SECONDS * mg.sample_rate)
+    return splice(match_channels(wav, channels), match_channels(resynth, channels), prompt, total, fade)
