@@ -1,12 +1,9 @@
 """The command line, through typer's runner, through `main` (the entry point) and as a real process."""
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,16 +11,10 @@ import torch
 import soundfile as sf
 from typer.testing import CliRunner
 
-from musicgen_cli.cli import app, main
+from musicgen_cli.cli import app
+from cli_helpers import run_and_interrupt, run_main
 
 runner = CliRunner()
-
-
-def run_main(args, capsys):
-    """Run the entry point in-process: (exit code, stderr lines)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    return exit_info.value.code, capsys.readouterr().err.strip().splitlines()
 
 
 def test_generate_writes_audio_and_sidecar(mono_ckpt, tmp_path):
@@ -105,16 +96,8 @@ def test_real_process(mono_ckpt, tmp_path):
 
 
 def test_interrupt_leaves_no_file(mono_ckpt, tmp_path):
-    out = tmp_path / "long.wav"
-    cmd = [sys.executable, "-m", "musicgen_cli", "generate", "x", "-m", str(mono_ckpt), "-d", "600", "-o", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "100"})
-    for line in proc.stderr:  # wait until the model is loaded and generation starts
-        if "audio from" in line:
-            break
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    code, stderr = run_and_interrupt(["generate", "x", "-m", mono_ckpt, "-d", "600", "-o", tmp_path / "long.wav"])
+    assert code == 130, stderr
     assert "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
 

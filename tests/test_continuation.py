@@ -9,8 +9,8 @@ import torch
 from transformers import AutoTokenizer, MusicgenForConditionalGeneration
 
 from musicgen_cli import MusicGen, SamplingOptions, audio
-from musicgen_cli.cli import main
 from musicgen_cli.continuation import CROSSFADE_SECONDS, continue_audio, splice
+from cli_helpers import run_and_interrupt, run_main
 from hf_reference import hf_generate
 
 SR = 32000
@@ -97,12 +97,6 @@ def test_no_description_needs_no_guidance(mono_ckpt):
     b = mg.generate_codes([None], 1.0, SamplingOptions(top_k=1, cfg=1.0), audio=prompt)
     c = mg.generate_codes(["jazz"], 1.0, SamplingOptions(top_k=1, cfg=3.0), audio=prompt)
     assert torch.equal(a, b) and not torch.equal(a, c)
-
-
-def run_main(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    return exit_info.value.code, capsys.readouterr().err.strip().splitlines()
 
 
 def test_cli_resamples_a_44k_stereo_file(mono_ckpt, tmp_path, capsys):
@@ -197,4 +191,23 @@ def test_bad_continue_requests_are_one_line(mono_ckpt, tmp_path, capsys):
     for extra, message in cases:
         code, lines = run_main(["continue", src, "-m", mono_ckpt, *extra], capsys)
         assert code == 1 and len(lines) == 1 and message in lines[0], (extra, lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+@pytest.mark.parametrize("suffix", [".ogg", ".mp3"])
+def test_compressed_inputs(mono_ckpt, tmp_path, capsys, suffix):
+    src = tmp_path / f"in{suffix}"
+    sf.write(src, tune(1.0, sr=44100).T, 44100)
+    out = tmp_path / "out.wav"
+    code, lines = run_main(["continue", src, "-m", mono_ckpt, "-d", "1.5", "-o", out], capsys)
+    assert code == 0, lines
+    assert sf.info(out).frames == 48000
+
+
+def test_interrupted_continue_leaves_no_file(mono_ckpt, tmp_path):
+    src = tmp_path / "in.wav"
+    sf.write(src, tune(1.0).T, SR)
+    code, stderr = run_and_interrupt(["continue", src, "-m", mono_ckpt, "-d", "600", "-o", tmp_path / "long.wav"])
+    assert code == 130, stderr
+    assert "Traceback" not in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]

@@ -9,8 +9,8 @@ import torch
 from transformers import AutoTokenizer, MusicgenMelodyForConditionalGeneration
 
 from musicgen_cli import MusicGen, SamplingOptions, chroma
-from musicgen_cli.cli import main
 from musicgen_cli.conditioning import with_unconditional
+from cli_helpers import run_main
 from hf_reference import hf_generate
 
 PROMPTS = ["an orchestral version with strings and brass", "rock"]  # unequal lengths: padding
@@ -145,12 +145,6 @@ def test_text_only_models_refuse_a_melody(mono_ckpt):
         mg.generate_codes(["x"], 1.0, melody=tones("C", 1.0)[None])
 
 
-def run_main(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    return exit_info.value.code, capsys.readouterr().err.strip().splitlines()
-
-
 def test_cli_melody(any_melody_ckpt, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     hum = tmp_path / "hum.wav"
@@ -185,3 +179,14 @@ def test_generate_and_continue_work_with_a_melody_model(melody_ckpt, tmp_path, c
     code, lines = run_main(["continue", src, "-m", melody_ckpt, "-d", "1.5", "-o", tmp_path / "c.wav"], capsys)
     assert code == 0, lines
     assert sf.info(tmp_path / "c.wav").frames == 48000
+
+
+def test_melody_eval_script(melody_ckpt, capsys):
+    from musicgen_cli import melody_eval
+
+    medians = melody_eval.main(["--model", str(melody_ckpt), "--duration", "1", "--seeds", "1", "--device", "cpu"])
+    assert all(0.0 <= v <= 1.0 for v in medians.values())
+    assert medians["tritone away (0 by construction)"] == 0.0
+    assert "with melody" in capsys.readouterr().out
+    tune = chroma.chroma(melody_eval.test_melody(2.0))[0].argmax(-1)
+    assert set(tune.tolist()) <= {0, 2, 4, 5, 7}  # the tune's pitch classes, C major
