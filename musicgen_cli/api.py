@@ -13,7 +13,8 @@ import math
 
 import torch
 
-from . import audio, checkpoints, chroma
+from . import checkpoints, chroma
+from .audio import is_silent
 from .codec import Codec
 from .conditioning import TextConditioner, with_unconditional
 from .errors import MusicgenError
@@ -126,6 +127,8 @@ class MusicGen:
         condition = self._conditioning(states, mask, melody, len(prompts), options.guided)
         if audio is None:
             prompt = torch.zeros(len(prompts), self.lm.cfg.num_codebooks, 0, dtype=torch.long, device=self.device)
+        elif audio.shape[0] != len(prompts):
+            raise MusicgenError(f"{audio.shape[0]} audio prompts for {len(prompts)} descriptions")
         else:
             prompt = self.codec.encode(audio, self.lm.cfg.num_codebooks)
         if prompt.shape[2] >= min(frames, window):
@@ -146,7 +149,7 @@ class MusicGen:
         melody = melody.float().cpu()
         if melody.shape[0] != batch:
             raise MusicgenError(f"{melody.shape[0]} melodies for {batch} descriptions")
-        if audio.is_silent(melody):
+        if is_silent(melody):
             raise MusicgenError("the melody is silent; silence has no melody to follow")
         span = round(self.max_duration * chroma.SAMPLE_RATE)  # the audio one window's chroma covers
 
