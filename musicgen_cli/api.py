@@ -90,6 +90,10 @@ class MusicGen:
         """Whether the model takes a melody (chroma) besides text."""
         return self.lm.cfg.melody
 
+    def require_melody(self) -> None:
+        if not self.melody:
+            raise MusicgenError(f"{self.name} cannot follow a melody: {MELODY_MODELS_HINT}")
+
     @torch.inference_mode()
     def generate_codes(
         self,
@@ -112,8 +116,8 @@ class MusicGen:
         prompt; `stride` defaults to 60% of the window."""
         if not prompts:
             raise MusicgenError("no prompt given")
-        if melody is not None and not self.melody:
-            raise MusicgenError(f"{self.name} cannot follow a melody: {MELODY_MODELS_HINT}")
+        if melody is not None:
+            self.require_melody()
         frames = self.frames_for(duration)
         window = round(self.max_duration * self.frame_rate)
         stride = self.default_stride if stride is None else stride

@@ -190,6 +190,17 @@ def is_silent(wav) -> bool:
     return wav.size == 0 or float(np.max(np.abs(wav))) < SILENCE
 
 
+def match_channels(wav: np.ndarray, channels: int) -> np.ndarray:
+    """[C, N] -> [channels, N]: a mono signal is copied to every channel; several are averaged to mono."""
+    if wav.shape[0] == channels:
+        return wav
+    if wav.shape[0] == 1:
+        return np.repeat(wav, channels, axis=0)
+    if channels == 1:
+        return wav.mean(axis=0, keepdims=True)
+    raise MusicgenError(f"cannot turn {wav.shape[0]}-channel audio into {channels} channels")
+
+
 def resample(wav: np.ndarray, from_sr: int, to_sr: int) -> np.ndarray:
     """Resample [channels, samples] (or [samples]) audio with soxr's high-quality filter."""
     wav = np.asarray(wav, dtype=np.float32)

@@ -141,12 +141,12 @@ def prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed, **rec
 
 
 def load_model(model: str, device: str, melody: bool = False):
-    from .api import MELODY_MODELS_HINT, MusicGen
+    from .api import MusicGen
 
     with err.status(f"Loading {model} ..."):
         mg = MusicGen.load(model, device=device)
-    if melody and not mg.melody:
-        raise MusicgenError(f"{model} cannot follow a melody: {MELODY_MODELS_HINT}")
+    if melody:
+        mg.require_melody()
     return mg
 
 
@@ -282,10 +282,11 @@ def melody(
     job = prepare([output if output is not None else Path(name)], force, normalize, top_k, top_p, temperature,
                   cfg, seed, model=model, duration=duration, input=str(input), style=style)
     mg = load_model(model, device, melody=True)
-    tune = torch.from_numpy(audio.resample(wav.mean(axis=0, keepdims=True), sr, chroma.SAMPLE_RATE))
-    announce(mg, model, 1, mg.frames_for(duration) / mg.frame_rate, f", following {input.name}")
+    tune = torch.from_numpy(audio.resample(audio.match_channels(wav, 1), sr, chroma.SAMPLE_RATE))
+    frames = mg.frames_for(duration)
+    announce(mg, model, 1, frames / mg.frame_rate, f", following {input.name}")
     start = time.perf_counter()
-    codes = with_progress(mg, mg.frames_for(duration), lambda progress: mg.generate_codes(
+    codes = with_progress(mg, frames, lambda progress: mg.generate_codes(
         [style], duration, job.options, stride, progress, melody=tune))
     finish(job, mg, [mg.codec.decode(codes)[0].cpu()], stride, start, [{}])
 

@@ -12,22 +12,12 @@ import math
 import numpy as np
 import torch
 
+from . import audio
 from .errors import MusicgenError
 from .generation import Progress
 from .sampling import SamplingOptions
 
 CROSSFADE_SECONDS = 0.05
-
-
-def match_channels(wav: np.ndarray, channels: int) -> np.ndarray:
-    """[C, N] -> [channels, N]: a mono signal is copied to every channel, stereo is averaged to mono."""
-    if wav.shape[0] == channels:
-        return wav
-    if wav.shape[0] == 1:
-        return np.repeat(wav, channels, axis=0)
-    if channels == 1:
-        return wav.mean(axis=0, keepdims=True)
-    raise MusicgenError(f"cannot turn {wav.shape[0]}-channel audio into {channels} channels")
 
 
 def check_duration(input_seconds: float, duration: float) -> None:
@@ -79,11 +69,11 @@ def continue_audio(
     seconds. Returns [max(C, model channels), round(duration * sample_rate)] float32."""
     n = wav.shape[1]
     prompt, frames = plan(mg, n, duration, prompt_seconds)
-    model_in = torch.from_numpy(np.ascontiguousarray(match_channels(wav[:, n - prompt :], mg.channels)))
+    model_in = torch.from_numpy(np.ascontiguousarray(audio.match_channels(wav[:, n - prompt :], mg.channels)))
     codes = mg.generate_codes(
         [description], frames / mg.frame_rate, options, stride, progress, audio=model_in[None]
     )
     resynth = mg.codec.decode(codes)[0].cpu().numpy()
     channels = max(wav.shape[0], mg.channels)
     total, fade = round(duration * mg.sample_rate), round(CROSSFADE_SECONDS * mg.sample_rate)
-    return splice(match_channels(wav, channels), match_channels(resynth, channels), prompt, total, fade)
+    return splice(audio.match_channels(wav, channels), audio.match_channels(resynth, channels), prompt, total, fade)

@@ -43,7 +43,7 @@ def similarity(mg, melody: torch.Tensor, style: str, duration: float, seed: int,
         from .audio import resample
 
         out = torch.from_numpy(resample(out.numpy(), mg.sample_rate, chroma.SAMPLE_RATE))
-    return chroma.cosine_similarity(melody[: out.shape[-1]], out)
+    return chroma.cosine_similarity(melody, out)  # both cut to the shorter
 
 
 def main(argv: list[str] | None = None) -> dict:
