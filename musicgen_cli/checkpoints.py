@@ -10,6 +10,7 @@ Pickled files are only ever read with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,7 +226,21 @@ def _load_hf(folder: Path, name: str) -> Checkpoint:
         text_encoder=_text_encoder(config["text_encoder"], _with_prefix(state, "text_encoder.")),
         tokenizer=_tokenizer(folder),
         codec=_codec(config["audio_encoder"], _with_prefix(state, "audio_encoder.")),
+        max_duration=_window_seconds(folder, config["audio_encoder"]),
     )
+
+
+def _window_seconds(folder: Path, codec_config: dict) -> float:
+    """The LM's window: generation_config.json's max_length in codec frames (1500 = 30 s for the
+    published models; our bundled model's is shorter), 30 s when the file does not say."""
+    try:
+        max_length = json.loads((folder / "generation_config.json").read_text()).get("max_length")
+    except (ValueError, OSError):
+        max_length = None
+    if not max_length:
+        return 30.0
+    hop = math.prod(codec_config.get("upsampling_ratios", [8, 5, 4, 4]))
+    return max_length * hop / codec_config.get("sampling_rate", 32000)
 
 
 _AUDIOCRAFT_RENAMES = [

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -32,6 +31,9 @@ from pathlib import Path
 
 import torch
 import yaml
+
+from musicgen_cli.train import text
+from musicgen_cli.train.export import save_hf_folder
 
 # --------------------------------------------------------------------------------------------- tokenizer
 
@@ -81,104 +83,20 @@ _SENTENCES = [
 _TOKENIZER_VOCAB_SIZE = 160
 
 
-def _protobuf_fields(data: bytes):
-    """Minimal protobuf wire-format reader: yields (field_number, wire_type, value)."""
-    pos = 0
-
-    def varint():
-        nonlocal pos
-        shift = result = 0
-        while True:
-            b = data[pos]
-            pos += 1
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return result
-            shift += 7
-
-    while pos < len(data):
-        key = varint()
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            yield field, wire, varint()
-        elif wire == 1:
-            yield field, wire, data[pos:pos + 8]
-            pos += 8
-        elif wire == 2:
-            n = varint()
-            yield field, wire, data[pos:pos + n]
-            pos += n
-        elif wire == 5:
-            yield field, wire, data[pos:pos + 4]
-            pos += 4
-        else:  # pragma: no cover - groups are not used by sentencepiece
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-
-
-def _precompiled_charsmap(model_proto: bytes) -> bytes | None:
-    # ModelProto.normalizer_spec = field 3; NormalizerSpec.precompiled_charsmap = field 2.
-    for field, wire, value in _protobuf_fields(model_proto):
-        if field == 3 and wire == 2:
-            for f2, w2, v2 in _protobuf_fields(value):
-                if f2 == 2 and w2 == 2:
-                    return bytes(v2) or None
-    return None
-
-
 @functools.lru_cache(maxsize=None)
 def _spiece_model() -> bytes:
     """Train (once per process) a tiny T5-style unigram sentencepiece model; deterministic."""
-    import sentencepiece as spm
-
-    buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_SENTENCES),
-        model_writer=buf,
-        model_type="unigram",
-        vocab_size=_TOKENIZER_VOCAB_SIZE,
-        hard_vocab_limit=False,
-        character_coverage=1.0,
-        normalization_rule_name="nmt_nfkc",  # as t5's spiece.model
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
-        pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
-        num_threads=1,
-        minloglevel=2,
-    )
-    return buf.getvalue()
+    return text.train_tokenizer(_SENTENCES, _TOKENIZER_VOCAB_SIZE)
 
 
 def tokenizer_vocab_size() -> int:
     """Number of ids the tiny tokenizer can produce (= the text encoder's vocab_size)."""
-    import sentencepiece as spm
-
-    return spm.SentencePieceProcessor(model_proto=_spiece_model()).get_piece_size()
+    return text.vocab_size(_spiece_model())
 
 
 def make_tokenizer_files(folder: Path) -> None:
-    """Write spiece.model, tokenizer.json and tokenizer_config.json (tokenizer_class T5Tokenizer) into folder.
-
-    Conventions as t5-base: pad id 0 '<pad>', eos id 1 '</s>' appended to every sequence, unk id 2 '<unk>',
-    no bos. No ``<extra_id_*>`` sentinels (t5-base has 100; unneeded here)."""
-    import sentencepiece as spm
-    from transformers import T5Tokenizer
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    proto = _spiece_model()
-    sp = spm.SentencePieceProcessor(model_proto=proto)
-    vocab = [(sp.id_to_piece(i), float(sp.get_score(i))) for i in range(sp.get_piece_size())]
-    tok = T5Tokenizer(
-        vocab=vocab,
-        _spm_precompiled_charsmap=_precompiled_charsmap(proto),
-        extra_ids=0,
-        model_max_length=512,
-    )
-    tok.save_pretrained(str(folder))
-    (folder / "spiece.model").write_bytes(proto)
-    cfg_path = folder / "tokenizer_config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["tokenizer_class"] = "T5Tokenizer"
-    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    """Write spiece.model, tokenizer.json and tokenizer_config.json (tokenizer_class T5Tokenizer) into folder."""
+    text.write_tokenizer(folder, _spiece_model())
 
 
 # --------------------------------------------------------------------------------------- HF checkpoint
@@ -426,28 +344,8 @@ def _build_model(text_cfg, codec_cfg, dec_kwargs: dict, *, melody: bool):
     return MusicgenForConditionalGeneration(config).eval()
 
 
-# facebook/musicgen-melody's preprocessor_config.json (the chroma extractor). Written as JSON: building a
-# MusicgenMelodyFeatureExtractor needs torchaudio.
-MELODY_PREPROCESSOR_CONFIG = {
-    "chunk_length": 30,
-    "feature_extractor_type": "MusicgenMelodyFeatureExtractor",
-    "feature_size": NUM_CHROMA,
-    "hop_length": 4096,
-    "n_fft": 16384,
-    "num_chroma": NUM_CHROMA,
-    "padding_side": "right",
-    "padding_value": 0.0,
-    "processor_class": "MusicgenMelodyProcessor",
-    "return_attention_mask": False,
-    "sampling_rate": SAMPLE_RATE,
-    "stem_indices": [3, 2],
-}
-
-
 def _make_hf_checkpoint(folder: Path, *, stereo, melody, seed, decoder_layers, hidden, heads, ffn, codebook_size,
                         text_hidden, top_k) -> Path:
-    from transformers import EncodecFeatureExtractor, GenerationConfig
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -462,25 +360,7 @@ def _make_hf_checkpoint(folder: Path, *, stereo, melody, seed, decoder_layers, h
     _init_codec_codebooks(model.audio_encoder, gen)
     _round_to_half(model)
 
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=codebook_size,
-        pad_token_id=codebook_size,
-        bos_token_id=codebook_size,
-        guidance_scale=3.0,
-        max_length=1500,
-        do_sample=True,
-        **({"top_k": top_k} if top_k is not None else {}),
-    )
-    model.save_pretrained(str(folder), safe_serialization=True)
-    if melody:
-        (folder / "preprocessor_config.json").write_text(
-            json.dumps(MELODY_PREPROCESSOR_CONFIG, indent=2, sort_keys=True) + "\n")
-    else:
-        EncodecFeatureExtractor(
-            feature_size=channels, sampling_rate=SAMPLE_RATE, padding_value=0.0, padding_side="left",
-            return_attention_mask=True,
-        ).save_pretrained(str(folder))
-    make_tokenizer_files(folder)
+    save_hf_folder(model, folder, _spiece_model(), max_length=1500, top_k=top_k)
     return folder
 
 

@@ -1,0 +1,82 @@
+"""``python -m musicgen_cli.train dataset|codec|lm|export``: the stages that produce the bundled model."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+@app.callback()
+def main() -> None:
+    """Train the bundled default model, stage by stage."""
+
+
+@app.command()
+def dataset(folder: str = typer.Argument(..., help="where to write manifest.jsonl, mix/ and melody/"),
+            count: int = typer.Option(480, help="number of pieces"),
+            seconds: float = typer.Option(30.0, help="length of each piece"),
+            first_seed: int = typer.Option(0, help="seeds first_seed .. first_seed+count-1; "
+                                                   "held-out sets start at 1000000"),
+            workers: int = typer.Option(0, help="render processes (0: one per core)")):
+    """Compose, caption and render seeded pieces (FluidSynth + a General MIDI soundfont)."""
+    from ..data import dataset as ds
+
+    ds.build(folder, count, seconds, first_seed, workers or None,
+             progress=lambda i, n: print(f"rendered {i}/{n}", flush=True) if i % 20 == 0 or i == n else None)
+
+
+@app.command()
+def codec(data: str = typer.Argument(..., help="a dataset folder"),
+          out: str = typer.Argument(..., help="where checkpoints, log.jsonl and the final codec/ go"),
+          steps: int = typer.Option(6000), batch: int = typer.Option(8), seconds: float = typer.Option(1.0),
+          lr: float = typer.Option(1e-3), num_filters: int = typer.Option(16),
+          codebook_size: int = typer.Option(1024), save_every: int = typer.Option(250),
+          threads: int = typer.Option(0, help="torch threads (0: torch's default)")):
+    """Train (or resume) the EnCodec-architecture codec on a dataset's mixes."""
+    from . import codec as stage
+
+    print(stage.train(data, out, steps, batch, seconds, lr, num_filters=num_filters, codebook_size=codebook_size,
+                      save_every=save_every, threads=threads or None))
+
+
+@app.command()
+def tokens(data: str = typer.Argument(..., help="a dataset folder"),
+           codec_folder: str = typer.Argument(..., help="the codec stage's codec/ folder"),
+           out_file: str = typer.Argument(..., help="the .pt file to write")):
+    """Encode a dataset with the trained codec (codes, melody chroma and captions in one file)."""
+    from . import lm as stage
+
+    print(stage.tokenize(data, codec_folder, out_file))
+
+
+@app.command()
+def lm(tokens_file: str = typer.Argument(..., help="from the tokens command"),
+       codec_folder: str = typer.Argument(..., help="the codec stage's codec/ folder"),
+       out: str = typer.Argument(..., help="where checkpoints, log.jsonl and the tokenizer go"),
+       steps: int = typer.Option(3000), batch: int = typer.Option(8), lr: float = typer.Option(1e-3),
+       vocab_size: int = typer.Option(400, help="sentencepiece vocabulary trained on the captions"),
+       layers: int = typer.Option(4), dim: int = typer.Option(256), save_every: int = typer.Option(100),
+       threads: int = typer.Option(0, help="torch threads (0: torch's default)")):
+    """Train (or resume) the T5 text encoder and the melody-capable LM together."""
+    import transformers
+
+    from . import lm as stage
+
+    transformers.logging.set_verbosity_error()
+    print(stage.train(tokens_file, codec_folder, out, steps, batch, lr, vocab_size=vocab_size, layers=layers,
+                      dim=dim, save_every=save_every, threads=threads or None))
+
+
+@app.command()
+def export(lm_dir: str = typer.Argument(..., help="the lm stage's folder"),
+           codec_folder: str = typer.Argument(..., help="the codec stage's codec/ folder"),
+           folder: str = typer.Argument(..., help="the Hugging Face folder to write")):
+    """Write the trained model as a Hugging Face MusicGen folder (--model FOLDER loads it)."""
+    from . import export as stage
+
+    print(stage.export(lm_dir, codec_folder, folder))
+
+
+if __name__ == "__main__":
+    app()
