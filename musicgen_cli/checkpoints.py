@@ -21,8 +21,12 @@ import yaml
 from .errors import MusicgenError
 from .lm import LMConfig
 
-DEFAULT_MODEL = "facebook/musicgen-small"
-DEFAULT_MELODY_MODEL = "facebook/musicgen-melody"
+# Our own small model, trained on synthetic General MIDI music (python -m musicgen_cli.train) and shipped
+# in the package: text and melody in one, so every command works offline out of the box.
+BUNDLED = "bundled"
+BUNDLED_FOLDER = Path(__file__).parent / "models" / BUNDLED
+DEFAULT_MODEL = BUNDLED
+DEFAULT_MELODY_MODEL = BUNDLED
 AUDIOCRAFT_T5_NAMES = {"t5-base": ["t5-base", "google-t5/t5-base"]}
 AUDIOCRAFT_CODEC = "facebook/encodec_32khz"
 
@@ -50,8 +54,13 @@ def hub_snapshot(repo_id: str) -> Path | None:
 
 
 def resolve(model: str) -> Path:
-    """A folder path, or a hub id found in the local hub cache."""
+    """A folder path, a hub id found in the local hub cache, or "bundled" (the model in this package)."""
     path = Path(model).expanduser()
+    if model == BUNDLED and not path.exists():
+        if not (BUNDLED_FOLDER / "config.json").is_file():
+            raise MusicgenError(f"the bundled model is missing from this installation ({BUNDLED_FOLDER}); "
+                                "reinstall musicgen or pass --model FOLDER")
+        return BUNDLED_FOLDER
     if path.exists():
         if not path.is_dir():
             raise MusicgenError(f"--model {model}: expected a checkpoint folder, got a file")

@@ -113,7 +113,8 @@ DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 
 
 def model_option(default: str):
-    return typer.Option(default, "--model", "-m", help="Checkpoint folder or hub id (from the local hub cache).")
+    return typer.Option(default, "--model", "-m", help="bundled (our small model, in the package), a checkpoint folder, or a hub id from "
+                        "the local hub cache such as facebook/musicgen-small.")
 
 
 def normalize_option(default: str):

@@ -34,12 +34,12 @@ def test_audiocraft_layout_generates_the_same_tokens(mono_ckpt, tmp_path, offlin
     assert torch.equal(ours, ref)
 
 
-def test_hub_id_and_default_model_resolve_from_the_cache(offline_cache, tmp_path, capsys):
+def test_hub_id_resolves_from_the_cache_in_the_api_and_the_cli(offline_cache, tmp_path, capsys):
     mg = MusicGen.load("facebook/musicgen-small", device="cpu")
     assert mg.sample_rate == 32000 and mg.channels == 1
     out = tmp_path / "default.wav"
     with pytest.raises(SystemExit) as e:
-        main(["generate", "x", "-d", "0.5", "-o", str(out)])  # no --model: facebook/musicgen-small
+        main(["generate", "x", "-d", "0.5", "-m", "facebook/musicgen-small", "-o", str(out)])
     assert e.value.code == 0 and out.is_file()
 
 

@@ -1,7 +1,8 @@
 """Render a composed :class:`Piece` to audio with FluidSynth and a General MIDI soundfont.
 
-One ``Renderer`` keeps one synthesiser and one loaded soundfont for many pieces (loading the
-soundfont is the slow part). The soundfont comes from Debian's ``fluid-soundfont-gm`` (FluidR3_GM,
+Every render starts a fresh synthesiser (0.2 s to load the soundfont): a reused one carries state from
+piece to piece (chorus, reverb) even after silence, and then a piece's samples depend on what was rendered
+before it. The soundfont comes from Debian's ``fluid-soundfont-gm`` (FluidR3_GM,
 MIT licence), installed by ``scripts/install-soundfont``; nothing of it is committed.
 """
 
@@ -39,18 +40,24 @@ class Renderer:
         import fluidsynth  # pyfluidsynth; imported here so the rest of the package works without it
 
         self.sample_rate = sample_rate
-        self.synth = fluidsynth.Synth(gain=GAIN, samplerate=float(sample_rate))
-        self.sfid = self.synth.sfload(str(soundfont or find_soundfont()))
-        if self.sfid < 0:
-            raise RuntimeError(f"FluidSynth could not load {soundfont or find_soundfont()}")
+        self.soundfont = str(soundfont or find_soundfont())
+        self._new_synth = lambda: fluidsynth.Synth(gain=GAIN, samplerate=float(sample_rate))
 
     def render(self, piece: Piece, channels: set[int] | None = None) -> np.ndarray:
         """The piece (only ``channels`` when given), exactly ``piece.seconds`` long, mono."""
-        s = self.synth
-        s.system_reset()
+        s = self._new_synth()
+        try:
+            return self._render(s, piece, channels)
+        finally:
+            s.delete()
+
+    def _render(self, s, piece: Piece, channels: set[int] | None) -> np.ndarray:
+        sfid = s.sfload(self.soundfont)
+        if sfid < 0:
+            raise RuntimeError(f"FluidSynth could not load {self.soundfont}")
         for ch, program in piece.programs.items():
-            s.program_select(ch, self.sfid, 0, program)
-        s.program_select(DRUM_CHANNEL, self.sfid, 128, 0)
+            s.program_select(ch, sfid, 0, program)
+        s.program_select(DRUM_CHANNEL, sfid, 128, 0)
         events = []  # (sample, order, on, note): note-offs sort before note-ons at the same sample
         for n in piece.notes:
             if channels is not None and n.channel not in channels:
@@ -71,10 +78,5 @@ class Renderer:
                 s.noteoff(n.channel, n.pitch)
         if total > pos:
             blocks.append(s.get_samples(total - pos))
-        for ch in range(16):
-            s.cc(ch, 123, 0)  # all notes off, so nothing rings into the next piece
         stereo = np.concatenate(blocks).astype(np.float32).reshape(-1, 2) / 32768.0
         return np.clip(stereo.mean(axis=1), -1.0, 1.0)
-
-    def close(self) -> None:
-        self.synth.delete()

@@ -21,6 +21,7 @@ from ..data import dataset as ds
 from .common import Checkpointer, log_line
 
 SAMPLE_RATE = ds.SAMPLE_RATE
+NUM_CODEBOOKS = 4
 DECAY = 0.99
 DEAD = 0.05  # a code whose moving-average use per step falls below this is restarted
 WARMUP = 200  # steps of plain autoencoding before the codebooks are seeded from the latents
@@ -31,32 +32,33 @@ def codec_config(num_filters: int = 16, codebook_size: int = 1024, codebook_dim:
     """EnCodec at 32 kHz, 50 frames/s (hop 640), 4 codebooks, like MusicGen's codec but smaller."""
     from transformers import EncodecConfig
 
+    # 4 codebooks of log2(codebook_size) bits at 50 Hz, plus 10% so the quantizer count floors to 4
+    # (2.2 kbps for 1024 codes; transformers derives the number of codebooks from the bandwidth)
+    kbps = round(1.1 * NUM_CODEBOOKS * math.log2(codebook_size) * 50 / 1000, 3)
     return EncodecConfig(sampling_rate=SAMPLE_RATE, audio_channels=1, num_filters=num_filters,
                          upsampling_ratios=[8, 5, 4, 4], codebook_size=codebook_size, hidden_size=codebook_dim,
-                         codebook_dim=codebook_dim, target_bandwidths=[2.2], num_lstm_layers=lstm,
+                         codebook_dim=codebook_dim, target_bandwidths=[kbps], num_lstm_layers=lstm,
                          use_causal_conv=False, normalize=False, norm_type="weight_norm", pad_mode="reflect",
                          use_conv_shortcut=False, chunk_length_s=None, overlap=None)
 
 
 class LatentNorm(torch.nn.Module):
-    """Per-channel standardisation of the encoder's output (running statistics), so that every latent
-    dimension counts alike in the quantizer's Euclidean distances. At export it is folded into the
-    encoder's last convolution (``fold``), so the saved model is a plain EncodecModel."""
+    """Per-channel standardisation of the encoder's output, so that every latent dimension counts alike in
+    the quantizer's Euclidean distances. While training (the warm-up) it uses each batch's own statistics;
+    afterwards they stay frozen, so codes and latents keep one coordinate system (running averages lag
+    behind the encoder and left the codebook behind). At export it is folded into the encoder's last
+    convolution (``fold``), so the saved model is a plain EncodecModel."""
 
-    def __init__(self, dim: int, momentum: float = 0.05):
+    def __init__(self, dim: int):
         super().__init__()
-        self.momentum = momentum
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("var", torch.ones(dim))
-        self.register_buffer("seen", torch.zeros(()))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.training:
-            with torch.no_grad():  # the first batch sets the statistics, later ones move them
-                weight = 1.0 if self.seen.item() == 0 else self.momentum
-                self.mean.lerp_(z.mean(dim=(0, 2)), weight)
-                self.var.lerp_(z.var(dim=(0, 2)), weight)
-                self.seen.fill_(1.0)
+            with torch.no_grad():
+                self.mean.copy_(z.mean(dim=(0, 2)))
+                self.var.copy_(z.var(dim=(0, 2)))
         return (z - self.mean[:, None]) / self.var.sqrt()[:, None]
 
     @torch.no_grad()
@@ -73,12 +75,7 @@ class Quantizer:
     """Residual VQ over EnCodec's codebooks: straight-through in the forward pass, EMA updates in training."""
 
     def __init__(self, model):
-        self.books = [layer.codebook for layer in model.quantizer.layers[: self.count(model)]]
-
-    @staticmethod
-    def count(model) -> int:
-        cfg = model.config
-        return int(1000 * cfg.target_bandwidths[-1] // (cfg.frame_rate * 10))
+        self.books = [layer.codebook for layer in model.quantizer.layers[: model.config.num_quantizers]]
 
     def __call__(self, latents: torch.Tensor, update: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """latents [B, D, T] -> (quantized with straight-through gradient, codes [K, B, T], commitment loss)."""
@@ -192,6 +189,7 @@ def train(data: str | Path, out: str | Path, steps: int, batch: int = 8, seconds
     t0 = time.time()
     while step < steps:
         wav = random_crops(audio, batch, samples, rng)
+        model.latent_norm.train(step < warmup)
         latents = model.latent_norm(model.encoder(wav))
         if step < warmup:  # let the latents take shape before any codebook is fitted to them
             q, codes, commit = latents, torch.zeros(1, 1), torch.zeros(())
