@@ -11,9 +11,8 @@ from musicgen_cli.data.compose import (
     DEFAULT_RANGE, DRUM_CHANNEL, JITTER_S, KEY_NAMES, PROGRAM_RANGES, STYLES, Note, Piece, compose, parse_chord, swing_beat,
 )
 
-# Krumhansl-Kessler key profiles, index 0 = tonic.
-KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+from musicgen_cli.evaluate.features import KK_MAJOR, KK_MINOR  # noqa: E402  Krumhansl-Kessler, index 0 = tonic
+
 PC = {n: i for names in KEY_NAMES.values() for i, n in enumerate(names)}
 
 
