@@ -166,3 +166,12 @@ def test_style_classifier_learns_signal_not_noise():
         fitted = F.StyleClassifier().fit(features[train], shuffled[train])
         chance.append(fitted.accuracy(features[test], shuffled[test]))
     assert np.mean(chance) <= 0.65, chance  # measured 0.555 (each seed 0.35-0.75)
+
+
+def test_structure_contrast_is_zero_for_unchanging_audio_and_positive_for_returning_phrases():
+    t = np.arange(12 * SR) / SR
+    drone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    assert abs(F.structure_contrast(drone)) < 0.05
+    rng = np.random.default_rng(0)
+    phrase = np.concatenate([0.3 * np.sin(2 * np.pi * 220 * 2 ** (p / 12) * t[: SR // 2]) for p in rng.integers(0, 12, 8)])
+    assert F.structure_contrast(np.tile(phrase, 3).astype(np.float32)) > 0.2

@@ -162,6 +162,16 @@ def repetition(audio: np.ndarray, min_lag_s: float = 2.0, hop_s: float = 0.5) ->
     return float(np.mean(best)) if best else float("nan")
 
 
+def structure_contrast(audio: np.ndarray, min_lag_s: float = 2.0, hop_s: float = 0.5) -> float:
+    """``repetition`` minus the mean similarity of all window pairs at least ``min_lag_s`` apart: how much
+    better the best earlier match is than a typical one. Audio that never changes repeats "perfectly"
+    (repetition 1.0) but scores 0 here; music with returning sections scores well above 0."""
+    sim = self_similarity(audio, hop_s)
+    lag = int(np.ceil(min_lag_s / hop_s))
+    typical = [sim[i, : i - lag + 1].mean() for i in range(lag, len(sim))]
+    return repetition(audio, min_lag_s, hop_s) - float(np.mean(typical)) if typical else float("nan")
+
+
 # --- style ---------------------------------------------------------------------------------------
 
 def style_features(audio: np.ndarray) -> np.ndarray:

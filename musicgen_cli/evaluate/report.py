@@ -8,7 +8,9 @@
   applied to generations for held-out captions; tempo error (beat tracker) and key accuracy (chroma);
 - melody: chroma cosine similarity between held-out melody stems and generations that follow them, next
   to the same prompts without the melody;
-- structure: repetition over 30 s (chroma self-similarity) of generations next to training renders.
+- structure: repetition over 30 s (chroma self-similarity: the best match at least 2 s earlier) and its
+  contrast (that minus a typical match, 0 for audio that never changes) of generations next to training
+  renders.
 
 Held-out pieces use seeds the training set never saw (data.dataset.HELD_OUT_SEED).
 """
@@ -129,9 +131,11 @@ def melody_following(mg, items: list[ds.Item], seconds: float) -> dict:
 
 
 def structure(mg, heldout: list[ds.Item], train: list[ds.Item], seconds: float) -> dict:
-    gen = [ft.repetition(generate(mg, item.caption, seconds, seed=k)) for k, item in enumerate(heldout)]
-    ref = [ft.repetition(ds.read(item.mix)[: int(seconds * SR)]) for item in train]
-    return {"generated": statistics.median(gen), "training_renders": statistics.median(ref)}
+    gen = [generate(mg, item.caption, seconds, seed=k) for k, item in enumerate(heldout)]
+    ref = [ds.read(item.mix)[: int(seconds * SR)] for item in train]
+    return {f"{name}_{what}": statistics.median(fn(a) for a in audios)
+            for name, audios in (("generated", gen), ("training_renders", ref))
+            for what, fn in (("repetition", ft.repetition), ("contrast", ft.structure_contrast))}
 
 
 def main(argv: list[str] | None = None) -> None:

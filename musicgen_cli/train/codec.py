@@ -44,22 +44,32 @@ def codec_config(num_filters: int = 16, codebook_size: int = 1024, codebook_dim:
 
 class LatentNorm(torch.nn.Module):
     """Per-channel standardisation of the encoder's output, so that every latent dimension counts alike in
-    the quantizer's Euclidean distances. While training (the warm-up) it uses each batch's own statistics;
-    afterwards they stay frozen, so codes and latents keep one coordinate system (running averages lag
-    behind the encoder and left the codebook behind). At export it is folded into the encoder's last
-    convolution (``fold``), so the saved model is a plain EncodecModel."""
+    the quantizer's Euclidean distances. Training uses each batch's own statistics (the encoder's raw
+    output is tiny next to Adam's steps, so any fixed or lagging statistics leave the codebook behind)
+    and keeps running averages; ``calibrate`` measures the final statistics, and ``fold`` writes them into
+    the encoder's last convolution, so the saved model is a plain EncodecModel."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, momentum: float = 0.05):
         super().__init__()
+        self.momentum = momentum
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("var", torch.ones(dim))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            with torch.no_grad():
-                self.mean.copy_(z.mean(dim=(0, 2)))
-                self.var.copy_(z.var(dim=(0, 2)))
-        return (z - self.mean[:, None]) / self.var.sqrt()[:, None]
+        if not self.training:
+            return (z - self.mean[:, None]) / self.var.sqrt()[:, None]
+        with torch.no_grad():
+            mean, var = z.mean(dim=(0, 2)), z.var(dim=(0, 2))
+            self.mean.lerp_(mean, self.momentum)
+            self.var.lerp_(var, self.momentum)
+        return (z - mean[:, None]) / var.sqrt()[:, None]
+
+    @torch.no_grad()
+    def calibrate(self, encoder, batches) -> None:
+        """Statistics of the final encoder over many batches (the averages that inference will use)."""
+        zs = [encoder(wav) for wav in batches]
+        self.mean.copy_(torch.stack([z.mean(dim=(0, 2)) for z in zs]).mean(0))
+        self.var.copy_(torch.stack([((z - self.mean[:, None]) ** 2).mean(dim=(0, 2)) for z in zs]).mean(0))
 
     @torch.no_grad()
     def fold(self, model) -> None:
@@ -189,7 +199,6 @@ def train(data: str | Path, out: str | Path, steps: int, batch: int = 8, seconds
     t0 = time.time()
     while step < steps:
         wav = random_crops(audio, batch, samples, rng)
-        model.latent_norm.train(step < warmup)
         latents = model.latent_norm(model.encoder(wav))
         if step < warmup:  # let the latents take shape before any codebook is fitted to them
             q, codes, commit = latents, torch.zeros(1, 1), torch.zeros(())
@@ -212,6 +221,7 @@ def train(data: str | Path, out: str | Path, steps: int, batch: int = 8, seconds
         if step % save_every == 0 or step == steps:
             ckpt.save(step)
     model.eval()
+    model.latent_norm.calibrate(model.encoder, (random_crops(audio, batch, samples, rng) for _ in range(32)))
     model.latent_norm.fold(model)
     del model.latent_norm
     folder = Path(out) / "codec"
