@@ -7,6 +7,12 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
+def _device(name: str) -> str:
+    from ..api import pick_device
+
+    return str(pick_device(name))
+
+
 @app.callback()
 def main() -> None:
     """Train the bundled default model, stage by stage."""
@@ -32,12 +38,13 @@ def codec(data: str = typer.Argument(..., help="a dataset folder"),
           steps: int = typer.Option(6000), batch: int = typer.Option(8), seconds: float = typer.Option(1.0),
           lr: float = typer.Option(1e-3), num_filters: int = typer.Option(16),
           codebook_size: int = typer.Option(1024), save_every: int = typer.Option(250),
-          threads: int = typer.Option(0, help="torch threads (0: torch's default)")):
+          threads: int = typer.Option(0, help="torch threads (0: torch's default)"),
+          device: str = typer.Option("auto", help="cpu, cuda or auto")):
     """Train (or resume) the EnCodec-architecture codec on a dataset's mixes."""
     from . import codec as stage
 
     print(stage.train(data, out, steps, batch, seconds, lr, num_filters=num_filters, codebook_size=codebook_size,
-                      save_every=save_every, threads=threads or None))
+                      save_every=save_every, threads=threads or None, device=_device(device)))
 
 
 @app.command()
@@ -57,7 +64,8 @@ def lm(tokens_file: str = typer.Argument(..., help="from the tokens command"),
        steps: int = typer.Option(3000), batch: int = typer.Option(8), lr: float = typer.Option(1e-3),
        vocab_size: int = typer.Option(400, help="sentencepiece vocabulary trained on the captions"),
        layers: int = typer.Option(4), dim: int = typer.Option(256), save_every: int = typer.Option(100),
-       threads: int = typer.Option(0, help="torch threads (0: torch's default)")):
+       threads: int = typer.Option(0, help="torch threads (0: torch's default)"),
+       device: str = typer.Option("auto", help="cpu, cuda or auto")):
     """Train (or resume) the T5 text encoder and the melody-capable LM together."""
     import transformers
 
@@ -65,7 +73,7 @@ def lm(tokens_file: str = typer.Argument(..., help="from the tokens command"),
 
     transformers.logging.set_verbosity_error()
     print(stage.train(tokens_file, codec_folder, out, steps, batch, lr, vocab_size=vocab_size, layers=layers,
-                      dim=dim, save_every=save_every, threads=threads or None))
+                      dim=dim, save_every=save_every, threads=threads or None, device=_device(device)))
 
 
 @app.command()

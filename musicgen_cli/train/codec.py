@@ -176,7 +176,7 @@ def reconstruct(model, wav: torch.Tensor, norm: LatentNorm | None = None) -> tor
 
 def train(data: str | Path, out: str | Path, steps: int, batch: int = 8, seconds: float = 1.0, lr: float = 1e-3,
           seed: int = 0, num_filters: int = 16, codebook_size: int = 1024, save_every: int = 250,
-          threads: int | None = None, warmup: int = WARMUP) -> Path:
+          threads: int | None = None, warmup: int = WARMUP, device: str = "cpu") -> Path:
     """Train (or resume) the codec in ``out``; saves ``out/codec`` (save_pretrained) and returns it."""
     from transformers import EncodecModel
 
@@ -187,18 +187,19 @@ def train(data: str | Path, out: str | Path, steps: int, batch: int = 8, seconds
     for layer in model.quantizer.layers:
         layer.codebook.inited.fill_(0.0)
     model.latent_norm = LatentNorm(model.config.hidden_size)  # checkpointed with the model, folded at the end
+    model.to(device)
     params = list(model.encoder.parameters()) + list(model.decoder.parameters())
     opt = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.9))
     ckpt = Checkpointer(Path(out), model, opt)
     step = ckpt.resume()
     audio = load_audio(data)
     rng = np.random.default_rng([seed, step])
-    quantizer, mel = Quantizer(model), MelLoss()
+    quantizer, mel = Quantizer(model), MelLoss().to(device)
     samples = int(seconds * SAMPLE_RATE)
     model.train()
     t0 = time.time()
     while step < steps:
-        wav = random_crops(audio, batch, samples, rng)
+        wav = random_crops(audio, batch, samples, rng).to(device)
         latents = model.latent_norm(model.encoder(wav))
         if step < warmup:  # let the latents take shape before any codebook is fitted to them
             q, codes, commit = latents, torch.zeros(1, 1), torch.zeros(())
@@ -221,9 +222,10 @@ def train(data: str | Path, out: str | Path, steps: int, batch: int = 8, seconds
         if step % save_every == 0 or step == steps:
             ckpt.save(step)
     model.eval()
-    model.latent_norm.calibrate(model.encoder, (random_crops(audio, batch, samples, rng) for _ in range(32)))
+    model.latent_norm.calibrate(model.encoder, (random_crops(audio, batch, samples, rng).to(device) for _ in range(32)))
     model.latent_norm.fold(model)
     del model.latent_norm
+    model.cpu()
     folder = Path(out) / "codec"
     model.save_pretrained(folder)
     return folder

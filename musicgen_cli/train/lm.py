@@ -113,7 +113,7 @@ def loss_on(model, batch: dict) -> torch.Tensor:
 
 def train(tokens_file: str | Path, codec_folder: str | Path, out: str | Path, steps: int, batch: int = 8,
           lr: float = 1e-3, seed: int = 0, vocab_size: int = 400, layers: int = 4, dim: int = 256,
-          save_every: int = 100, threads: int | None = None) -> Path:
+          save_every: int = 100, threads: int | None = None, device: str = "cpu") -> Path:
     """Train (or resume) in ``out``: ``out/spiece.model`` once, then checkpoints; returns ``out``."""
     from transformers import AutoTokenizer
 
@@ -129,7 +129,7 @@ def train(tokens_file: str | Path, codec_folder: str | Path, out: str | Path, st
     torch.manual_seed(seed)
     hparams = {"dim": dim, "layers": layers}
     (out / "hparams.json").write_text(json.dumps(hparams) + "\n")
-    model = build_model(codec_folder, len(tokenizer), **hparams)
+    model = build_model(codec_folder, len(tokenizer), **hparams).to(device)
     params = [p for n, p in model.named_parameters() if not n.startswith("audio_encoder.")]
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
     ckpt = Checkpointer(out, model, opt)
@@ -138,7 +138,7 @@ def train(tokens_file: str | Path, codec_folder: str | Path, out: str | Path, st
     model.train()
     t0, losses = time.time(), []
     while step < steps:
-        loss = loss_on(model, batches(batch))
+        loss = loss_on(model, {k: v.to(device) for k, v in batches(batch).items()})
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
