@@ -167,10 +167,9 @@ def random_crops(audio: list[np.ndarray], batch: int, samples: int, rng: np.rand
     return torch.from_numpy(out)
 
 
-def reconstruct(model, wav: torch.Tensor, norm: LatentNorm | None = None) -> torch.Tensor:
-    """The training-time forward pass: [B, 1, S] -> reconstruction [B, 1, S] (no EMA updates); after
-    ``norm.fold`` (or for a saved codec) pass no norm."""
-    q, _, _ = Quantizer(model)(norm(model.encoder(wav)) if norm is not None else model.encoder(wav), update=False)
+def reconstruct(model, wav: torch.Tensor) -> torch.Tensor:
+    """The training-time forward pass of a saved codec (latent norm folded in): [B, 1, S] -> [B, 1, S]."""
+    q, _, _ = Quantizer(model)(model.encoder(wav), update=False)
     return model.decoder(q)[..., : wav.shape[-1]]
 
 
