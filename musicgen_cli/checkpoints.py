@@ -10,7 +10,6 @@ Pickled files are only ever read with `torch.load(weights_only=True)`.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +226,7 @@ def _load_hf(folder: Path, name: str) -> Checkpoint:
         num_chroma=config.get("num_chroma", 12) if melody else 0,
         chroma_length=config.get("chroma_length", 235) if melody else 0,
     )
+    codec = _codec(config["audio_encoder"], _with_prefix(state, "audio_encoder."))
     return Checkpoint(
         name=name,
         folder=folder,
@@ -234,22 +234,19 @@ def _load_hf(folder: Path, name: str) -> Checkpoint:
         lm_state=lm_state,
         text_encoder=_text_encoder(config["text_encoder"], _with_prefix(state, "text_encoder.")),
         tokenizer=_tokenizer(folder),
-        codec=_codec(config["audio_encoder"], _with_prefix(state, "audio_encoder.")),
-        max_duration=_window_seconds(folder, config["audio_encoder"]),
+        codec=codec,
+        max_duration=_window_seconds(folder, codec.config.frame_rate),
     )
 
 
-def _window_seconds(folder: Path, codec_config: dict) -> float:
+def _window_seconds(folder: Path, frame_rate: float) -> float:
     """The LM's window: generation_config.json's max_length in codec frames (1500 = 30 s for the
     published models; our bundled model's is shorter), 30 s when the file does not say."""
     try:
         max_length = json.loads((folder / "generation_config.json").read_text()).get("max_length")
     except (ValueError, OSError):
         max_length = None
-    if not max_length:
-        return 30.0
-    hop = math.prod(codec_config.get("upsampling_ratios", [8, 5, 4, 4]))
-    return max_length * hop / codec_config.get("sampling_rate", 32000)
+    return max_length / frame_rate if max_length else 30.0
 
 
 _AUDIOCRAFT_RENAMES = [

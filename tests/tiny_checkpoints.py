@@ -34,6 +34,7 @@ import yaml
 
 from musicgen_cli.train import text
 from musicgen_cli.train.export import save_hf_folder
+from musicgen_cli.train.lm import decoder_config_kwargs
 
 # --------------------------------------------------------------------------------------------- tokenizer
 
@@ -238,26 +239,8 @@ def make_hf_checkpoint(
 
 
 def _text_config(text_hidden: int):
-    """The tiny T5 text encoder (vocab = the tiny tokenizer's)."""
-    from transformers import T5Config
-
-    return T5Config(
-        vocab_size=tokenizer_vocab_size(),
-        d_model=text_hidden,
-        d_kv=12,
-        d_ff=48,
-        num_layers=2,
-        num_decoder_layers=2,
-        num_heads=2,
-        relative_attention_num_buckets=32,
-        relative_attention_max_distance=128,
-        dropout_rate=0.0,
-        layer_norm_epsilon=1e-6,
-        feed_forward_proj="relu",
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
+    """The tiny T5 text encoder (vocab = the tiny tokenizer's): 2 layers, 2 heads, feed-forward 48."""
+    return text.t5_config(tokenizer_vocab_size(), text_hidden, layers=2, heads=2, ffn=48)
 
 
 def _codec_config(codebook_size: int):
@@ -300,28 +283,8 @@ def _codec_config(codebook_size: int):
 
 def _decoder_kwargs(*, codebook_size, decoder_layers, hidden, heads, ffn, channels) -> dict:
     """Keyword arguments shared by MusicgenDecoderConfig and MusicgenMelodyDecoderConfig."""
-    return dict(
-        vocab_size=codebook_size,
-        max_position_embeddings=2048,
-        num_hidden_layers=decoder_layers,
-        ffn_dim=ffn,
-        num_attention_heads=heads,
-        hidden_size=hidden,
-        layerdrop=0.0,
-        use_cache=True,
-        activation_function="gelu",
-        dropout=0.0,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-        initializer_factor=0.02,
-        scale_embedding=False,
-        num_codebooks=N_Q_MONO * channels,
-        audio_channels=channels,
-        pad_token_id=codebook_size,
-        bos_token_id=codebook_size,
-        eos_token_id=None,
-        tie_word_embeddings=False,
-    )
+    return decoder_config_kwargs(card=codebook_size, layers=decoder_layers, dim=hidden, heads=heads, ffn=ffn,
+                                 num_codebooks=N_Q_MONO * channels, channels=channels)
 
 
 def _build_model(text_cfg, codec_cfg, dec_kwargs: dict, *, melody: bool):

@@ -46,21 +46,16 @@ def level(x: np.ndarray) -> np.ndarray:
     return (x * min(TARGET_RMS / rms, 0.99 / peak)).astype(np.float32)
 
 
-_renderer = None
-
-
 def _render_one(args: tuple[int, float, str]) -> dict:
-    global _renderer
     seed, seconds, folder = args
     from .render import Renderer
 
-    if _renderer is None:
-        _renderer = Renderer(SAMPLE_RATE)
+    renderer = Renderer(SAMPLE_RATE)
     piece = compose(seed, seconds)
     text = caption(piece, np.random.default_rng([seed, 1]))
     root = Path(folder)
-    sf.write(root / "mix" / f"{seed}.flac", level(_renderer.render(piece)), SAMPLE_RATE, subtype="PCM_16")
-    sf.write(root / "melody" / f"{seed}.flac", level(_renderer.render(piece, {MELODY_CH})), SAMPLE_RATE,
+    sf.write(root / "mix" / f"{seed}.flac", level(renderer.render(piece)), SAMPLE_RATE, subtype="PCM_16")
+    sf.write(root / "melody" / f"{seed}.flac", level(renderer.render(piece, {MELODY_CH})), SAMPLE_RATE,
              subtype="PCM_16")
     return {"seed": seed, "caption": text, "style": piece.style, "tempo": piece.tempo, "key": piece.key,
             "mode": piece.mode, "instruments": piece.instruments, "sections": piece.sections}

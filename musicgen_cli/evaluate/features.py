@@ -11,7 +11,7 @@ from transformers.audio_utils import mel_filter_bank
 
 from .. import chroma as _chroma
 
-SAMPLE_RATE = 32000
+SAMPLE_RATE = _chroma.SAMPLE_RATE  # 32 kHz
 KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
 _ALIASES = {"Db": 1, "D#": 3, "Gb": 6, "Ab": 8, "A#": 10, "Cb": 11, "B#": 0, "E#": 5, "Fb": 4}
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])

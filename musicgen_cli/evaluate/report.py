@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     report["text_control"] = text_control(mg, clf, prompts, 10.0)
     report["melody"] = melody_following(mg, prompts[:8], 10.0)
     report["structure_30s"] = structure(mg, prompts[:6], train[:6], 30.0)
-    summary = {k: v for k, v in report.items()}
+    summary = dict(report)
     summary["text_control"] = {k: v for k, v in report["text_control"].items() if k != "rows"}
     print(json.dumps(summary, indent=2))
     if args.out:

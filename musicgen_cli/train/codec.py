@@ -95,11 +95,8 @@ class Quantizer:
         codes = []
         for book in self.books:
             if update and not bool(book.inited.item()):
-                pick = torch.randint(len(residual), (book.embed.shape[0],))
-                seed = residual[pick] + 0.01 * residual.std(0) * torch.randn_like(residual[pick])  # duplicates must differ
-                book.embed.copy_(seed)
-                book.embed_avg.copy_(seed * 2 * DEAD)
-                book.cluster_size.fill_(2 * DEAD)
+                every = torch.ones(book.embed.shape[0], dtype=torch.bool, device=residual.device)
+                _reseed(book, every, residual, jitter=0.01)  # jitter: codes drawn twice must differ
                 book.inited.fill_(1.0)
             idx = torch.cdist(residual, book.embed).argmin(dim=1)
             q = book.embed[idx]
@@ -124,10 +121,19 @@ class Quantizer:
         book.embed.copy_(book.embed_avg / smoothed[:, None])
         dead = book.cluster_size < DEAD
         if dead.any():
-            pick = torch.randint(len(x), (int(dead.sum()),))
-            book.embed[dead] = x[pick]
-            book.embed_avg[dead] = x[pick] * 2 * DEAD
-            book.cluster_size[dead] = 2 * DEAD
+            _reseed(book, dead, x)
+
+
+@torch.no_grad()
+def _reseed(book, which: torch.Tensor, x: torch.Tensor, jitter: float = 0.0) -> None:
+    """Put the codes ``which`` (bool mask) on random rows of ``x``, with a small use count, so that an
+    unused code dies again after ~70 steps unless the data comes near it."""
+    pick = x[torch.randint(len(x), (int(which.sum()),), device=x.device)]
+    if jitter:
+        pick = pick + jitter * x.std(0) * torch.randn_like(pick)
+    book.embed[which] = pick
+    book.embed_avg[which] = pick * 2 * DEAD
+    book.cluster_size[which] = 2 * DEAD
 
 
 

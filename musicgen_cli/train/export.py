@@ -54,5 +54,4 @@ def export(lm_dir: str | Path, codec_folder: str | Path, folder: str | Path) -> 
     model = lm_stage.build_model(codec_folder, text.vocab_size(proto), dropout=0.0, **hparams)
     state = torch.load(lm_dir / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
     model.load_state_dict(state)
-    model.config.decoder.dropout = 0.0
     return save_hf_folder(model.eval(), folder, proto, max_length=lm_stage.FRAMES)

@@ -52,6 +52,17 @@ def tokenize(data: str | Path, codec_folder: str | Path, out_file: str | Path) -
     return out_file
 
 
+def decoder_config_kwargs(*, card: int, layers: int, dim: int, heads: int, ffn: int, num_codebooks: int,
+                          channels: int = 1, dropout: float = 0.0) -> dict:
+    """A MusicGen decoder config (plain or melody) as the published ones have it: GELU, sinusoidal
+    positions up to 2048, untied heads, the special token = ``card`` (one past the last code)."""
+    return dict(vocab_size=card, max_position_embeddings=2048, num_hidden_layers=layers, ffn_dim=ffn,
+                num_attention_heads=heads, hidden_size=dim, layerdrop=0.0, use_cache=True, activation_function="gelu",
+                dropout=dropout, attention_dropout=0.0, activation_dropout=0.0, initializer_factor=0.02,
+                scale_embedding=False, num_codebooks=num_codebooks, audio_channels=channels, pad_token_id=card,
+                bos_token_id=card, eos_token_id=None, tie_word_embeddings=False)
+
+
 def build_model(codec_folder: str | Path, vocab: int, *, dim: int = 256, layers: int = 4, heads: int = 4,
                 text_dim: int = 128, text_layers: int = 2, dropout: float = 0.1):
     """An untrained melody-capable MusicGen around the trained codec (whose weights it takes)."""
@@ -60,12 +71,9 @@ def build_model(codec_folder: str | Path, vocab: int, *, dim: int = 256, layers:
 
     codec_cfg = EncodecConfig.from_pretrained(str(codec_folder))
     card = codec_cfg.codebook_size
-    decoder = MusicgenMelodyDecoderConfig(
-        vocab_size=card, max_position_embeddings=2048, num_hidden_layers=layers, ffn_dim=4 * dim,
-        num_attention_heads=heads, hidden_size=dim, dropout=dropout, attention_dropout=0.0, activation_dropout=0.0,
-        activation_function="gelu", layerdrop=0.0, initializer_factor=0.02, scale_embedding=False,
-        num_codebooks=codec_cfg.num_quantizers, audio_channels=1, pad_token_id=card, bos_token_id=card,
-        eos_token_id=None, tie_word_embeddings=False)
+    decoder = MusicgenMelodyDecoderConfig(**decoder_config_kwargs(
+        card=card, layers=layers, dim=dim, heads=heads, ffn=4 * dim, num_codebooks=codec_cfg.num_quantizers,
+        dropout=dropout))
     config = MusicgenMelodyConfig(text_encoder=text.t5_config(vocab, text_dim, text_layers, 4, 4 * text_dim),
                                   audio_encoder=codec_cfg, decoder=decoder, num_chroma=chroma.NUM_CHROMA,
                                   chroma_length=CHROMA_LENGTH)
