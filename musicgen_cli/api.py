@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from kernels.backends import Backend, BackendError
+
 from . import checkpoints, chroma
 from .audio import is_silent
 from .codec import Codec
@@ -46,7 +48,7 @@ def check_duration(seconds: float) -> float:
 
 
 class MusicGen:
-    def __init__(self, checkpoint: checkpoints.Checkpoint, device: torch.device, dtype: torch.dtype):
+    def __init__(self, checkpoint: checkpoints.Checkpoint, device: torch.device, backend: str = "auto", dtype: str = "auto"):
         self.name = checkpoint.name
         self.folder = checkpoint.folder
         self.max_duration = checkpoint.max_duration
@@ -57,14 +59,20 @@ class MusicGen:
         except RuntimeError as e:
             detail = " ".join(str(e).split())[:200]
             raise MusicgenError(f"the checkpoint's decoder weights do not match its config: {detail}") from e
-        self.lm.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        self.lm.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
         self.text = TextConditioner(checkpoint.tokenizer, checkpoint.text_encoder.to(device))
         self.codec = Codec(checkpoint.codec.to(device), checkpoint.lm_config.channels)
         self.device = device
+        try:
+            self.backend = Backend(self.lm, backend, dtype)
+        except BackendError as e:
+            raise MusicgenError(str(e)) from e
 
     @classmethod
-    def load(cls, model: str = checkpoints.DEFAULT_MODEL, device: str = "auto", dtype: torch.dtype = torch.float32):
-        return cls(checkpoints.load(str(model)), pick_device(device), dtype)
+    def load(cls, model: str = checkpoints.DEFAULT_MODEL, device: str = "auto", backend: str = "auto", dtype: str = "auto"):
+        """backend: auto, torch (the plain PyTorch reference), cpu or cuda (kernels/backends.py);
+        dtype: auto, float32, bfloat16 or int8 for the decoder's weights on the fast paths."""
+        return cls(checkpoints.load(str(model)), pick_device(device), backend, dtype)
 
     @property
     def sample_rate(self) -> int:
@@ -138,7 +146,8 @@ class MusicGen:
         if prompt.shape[2] >= min(frames, window):
             raise MusicgenError("the audio prompt must be shorter than the requested duration and the model's window")
         stride_frames = max(1, round(stride * self.frame_rate))
-        return generate_codes(self.lm, frames, options, prompt, window, stride_frames, progress, condition)
+        decoder = self.backend.decoder(options)
+        return generate_codes(decoder, frames, prompt, window, stride_frames, progress, condition)
 
     def _conditioning(self, states, mask, melody, batch: int, guided: bool):
         """Set the LM's conditioning; for a melody, return the per-window callback that sets it."""

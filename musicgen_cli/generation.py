@@ -46,43 +46,61 @@ def steps_in(window: Window, delays: list[int]) -> int:
     return window.total - window.prompt + max(delays)
 
 
+class Decoder:
+    """Fills in a window's columns one decode step at a time: the plain PyTorch reference.
+
+    `logits` runs the LM, `sample` draws a column; the fast paths in kernels/ replace one or the
+    other (or, on a GPU, the whole `fill` loop) and are tested against this class.
+    """
+
+    def __init__(self, lm: MusicGenLM, opts: SamplingOptions):
+        self.lm, self.opts = lm, opts
+        device = lm.layer_norm.weight.device
+        self.generator = None if opts.greedy else torch.Generator(device).manual_seed(opts.seed)
+
+    def setup(self, rows: int, columns: int) -> None:
+        """Caches for `rows` rows and `columns` columns (after the first conditioning is set)."""
+        self.lm.setup_caches(rows, columns)
+
+    def logits(self, codes: torch.Tensor, start: int) -> torch.Tensor:
+        """codes [R, K, S] at columns start .. start + S - 1 -> next logits [R, K, card]."""
+        return self.lm(codes, start, last_only=True)[:, :, -1]
+
+    def sample(self, logits: torch.Tensor, seq: torch.Tensor, known: torch.Tensor, col: int) -> None:
+        """Draw column `col` of seq [B, K, T] from logits [R, K, card], keeping the known cells."""
+        drawn = next_tokens(logits, self.opts, self.generator)
+        seq[:, :, col] = torch.where(known[:, :, col], seq[:, :, col], drawn)
+
+    def rows(self, codes: torch.Tensor) -> torch.Tensor:
+        return torch.cat([codes, codes]) if self.opts.guided else codes  # conditional, then unconditional
+
+    def fill(self, seq: torch.Tensor, known: torch.Tensor, first: int, on_step: Callable[[], None]) -> None:
+        """Sample every column from `first` on (the columns before it are the prompt)."""
+        logits = self.logits(self.rows(seq[:, :, :first]), 0)  # prefill
+        for col in range(first, seq.shape[2]):
+            self.sample(logits, seq, known, col)
+            on_step()
+            if col + 1 < seq.shape[2]:
+                logits = self.logits(self.rows(seq[:, :, col : col + 1]), col)
+
+
 @torch.inference_mode()
-def generate_window(
-    lm: MusicGenLM,
-    prompt: torch.Tensor,
-    frames: int,
-    opts: SamplingOptions,
-    generator: torch.Generator | None,
-    on_step: Callable[[], None] = lambda: None,
-) -> torch.Tensor:
+def generate_window(decoder: Decoder, prompt: torch.Tensor, frames: int, on_step: Callable[[], None] = lambda: None) -> torch.Tensor:
     """prompt codes [B, K, P] -> codes [B, K, frames] (the prompt's frames included, unchanged).
 
-    The conditioning and caches must already be set on `lm` (rows: B, or 2B with guidance).
+    The conditioning and caches must already be set (rows: B, or 2B with guidance).
     """
-    delays = patterns.delays_for(lm.cfg.num_codebooks, lm.cfg.channels)
-    seq, known = patterns.build(prompt, delays, frames, lm.cfg.special)
+    cfg = decoder.lm.cfg
+    delays = patterns.delays_for(cfg.num_codebooks, cfg.channels)
+    seq, known = patterns.build(prompt, delays, frames, cfg.special)
     first = int((~known).any(dim=1).any(dim=0).nonzero()[0])  # first column with a cell to sample
-
-    def logits_at(start: int, end: int) -> torch.Tensor:
-        x = seq[:, :, start:end]
-        if opts.guided:
-            x = torch.cat([x, x])  # conditional rows, then unconditional rows
-        return lm(x, start, last_only=True)[:, :, -1]
-
-    logits = logits_at(0, first)  # prefill: every column before the first unknown one
-    for col in range(first, seq.shape[2]):
-        drawn = next_tokens(logits, opts, generator)
-        seq[:, :, col] = torch.where(known[:, :, col], seq[:, :, col], drawn)
-        on_step()
-        if col + 1 < seq.shape[2]:
-            logits = logits_at(col, col + 1)
+    decoder.fill(seq, known, first, on_step)
     return patterns.revert(seq, delays, frames)
 
 
 def generate_codes(
-    lm: MusicGenLM,
+    decoder: Decoder,
     frames: int,
-    opts: SamplingOptions,
     prompt: torch.Tensor,
     window: int,
     stride: int,
@@ -96,7 +114,7 @@ def generate_codes(
     conditioning already set on `lm` serves every window. Returns codes [B, K, frames] including
     the prompt's frames.
     """
-    delays = patterns.delays_for(lm.cfg.num_codebooks, lm.cfg.channels)
+    delays = patterns.delays_for(decoder.lm.cfg.num_codebooks, decoder.lm.cfg.channels)
     plan = plan_windows(frames, prompt.shape[2], window, stride)
     total_steps = sum(steps_in(w, delays) for w in plan)
     done = 0
@@ -107,16 +125,14 @@ def generate_codes(
         if progress is not None:
             progress(done, total_steps)
 
-    device = lm.layer_norm.weight.device
-    generator = None if opts.greedy else torch.Generator(device).manual_seed(opts.seed)
-    rows = prompt.shape[0] * (2 if opts.guided else 1)
+    rows = prompt.shape[0] * (2 if decoder.opts.guided else 1)
     codes = prompt
     for i, w in enumerate(plan):
         first_frame = codes.shape[2] - w.prompt
         if condition is not None:
             condition(first_frame)
         if i == 0:  # after the first conditioning: the cache also holds a melody model's prefix
-            lm.setup_caches(rows, patterns.num_columns(max(w.total for w in plan), delays))
-        new = generate_window(lm, codes[:, :, first_frame:], w.total, opts, generator, on_step)
+            decoder.setup(rows, patterns.num_columns(max(w.total for w in plan), delays))
+        new = generate_window(decoder, codes[:, :, first_frame:], w.total, on_step)
         codes = torch.cat([codes[:, :, :first_frame], new], dim=2)
     return codes

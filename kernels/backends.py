@@ -1,0 +1,96 @@
+"""Which decode path runs: `--backend auto|torch|cpu|cuda` and `--dtype auto|float32|bfloat16|int8`.
+
+- torch: the plain PyTorch reference (musicgen_cli/generation.py's Decoder), float32;
+- cpu:   FastLM through the C++ kernels and the fused C++ sampler (kernels/cpu.cpp);
+- cuda:  FastLM with the whole decode step, fused sampler included, captured as one CUDA graph.
+`auto` takes cuda on a GPU and cpu otherwise; when that path cannot be built it says so in one
+warning line and uses torch.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from musicgen_cli.generation import Decoder
+from musicgen_cli.lm import MusicGenLM
+from musicgen_cli.sampling import SamplingOptions
+
+from . import cpu
+from .fast_lm import DTYPES, FastLM
+
+BACKENDS = ("auto", "torch", "cpu", "cuda")
+# The dtype `auto` picks: on the CPU the fastest one whose measured quality cost is negligible
+# (README, "Speed"); on a GPU float32, the only one measured against the reference there so far.
+DEFAULT_DTYPE = {"cpu": "int8", "cuda": "float32"}
+
+
+class BackendError(ValueError):
+    pass
+
+
+class FastDecoder(Decoder):
+    """FastLM for the network; with the C++ library, its fused sampler (a counter-based generator)."""
+
+    def __init__(self, fast: FastLM, opts: SamplingOptions, lib):
+        super().__init__(fast.lm, opts)
+        self.fast, self.lib, self.step = fast, lib, 0
+
+    def setup(self, rows: int, columns: int) -> None:
+        self.fast.setup_cache(rows, columns)
+
+    def logits(self, codes: torch.Tensor, start: int) -> torch.Tensor:
+        return self.fast(codes, start)
+
+    def sample(self, logits: torch.Tensor, seq: torch.Tensor, known: torch.Tensor, col: int) -> None:
+        if self.lib is None:
+            return super().sample(logits, seq, known, col)
+        o = self.opts
+        logits = logits.float().contiguous()
+        assert seq.is_contiguous() and known.is_contiguous() and seq.dtype == torch.long
+        b, k, t = seq.shape
+        self.lib.mg_sample(logits.data_ptr(), b, k, logits.shape[-1], int(o.guided), o.cfg, o.temperature, o.top_k,
+                           o.top_p, int(o.greedy), o.seed, self.step, seq.data_ptr(), known.data_ptr(), t, col)
+        self.step += 1
+
+
+class Backend:
+    """Built once per loaded model (packing the weights takes a moment); `decoder(opts)` per generation."""
+
+    def __init__(self, lm: MusicGenLM, backend: str = "auto", dtype: str = "auto"):
+        device = lm.layer_norm.weight.device.type
+        if backend not in BACKENDS:
+            raise BackendError(f"backend must be one of {', '.join(BACKENDS)}")
+        if dtype != "auto" and dtype not in DTYPES:
+            raise BackendError(f"dtype must be auto or one of {', '.join(DTYPES)}")
+        if backend == "auto":
+            backend = "cuda" if device == "cuda" else "cpu"
+        elif backend in ("cpu", "cuda") and backend != device:
+            raise BackendError(f"--backend {backend} needs the model on the {backend}, it is on the {device}")
+        if dtype == "auto":
+            dtype = "float32" if backend == "torch" else DEFAULT_DTYPE[device]
+        if backend == "torch" and dtype != "float32":
+            raise BackendError("the torch backend (the reference) runs float32 only; bfloat16 and int8 are the fast paths'")
+        if device == "cuda" and dtype == "int8":
+            raise BackendError("int8 weights are a CPU path; on a GPU use float32 or bfloat16")
+        self.lm, self.dtype, self.fast, self.lib, self.graphs = lm, dtype, None, None, None
+        if backend == "cpu":
+            self.lib = cpu.library()  # None (after a warning) when the kernels cannot be built
+            if self.lib is None and dtype == "float32":
+                backend = "torch"
+            else:
+                self.fast = FastLM(lm, dtype, use_cpu_kernels=True)
+        elif backend == "cuda":
+            from . import cuda
+
+            self.fast = FastLM(lm, dtype)
+            self.graphs = cuda.graph_support()  # None (after a warning): FastLM step by step, PyTorch sampling
+        self.name = backend
+
+    def decoder(self, opts: SamplingOptions) -> Decoder:
+        if self.fast is None:
+            return Decoder(self.lm, opts)
+        if self.graphs is not None:
+            return self.graphs.decoder(self.fast, opts)
+        return FastDecoder(self.fast, opts, self.lib)

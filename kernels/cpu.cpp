@@ -1,0 +1,217 @@
+// CPU fast path: matrix-vector products that read each weight once for all rows (the guidance
+// rows share one pass over the weights), with fp32, bf16 or int8 (per-output-row scale) weights,
+// and the fused sampler. Compiled at run time by kernels/cpu.py (g++ -O3 -mavx2 -mfma -fopenmp)
+// and called through ctypes; all arrays are contiguous, row-major.
+#include <immintrin.h>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "philox.h"
+
+namespace {
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// Each weight type reads one 32-byte chunk of a weight row per step and multiplies it with the
+// matching chunk of every input row, prepared once per call in the layout the chunk needs. The bf16
+// and int8 chunks avoid lane shuffles: their even and odd elements are split by shifts, so the input
+// is stored per chunk as [even elements | odd elements].
+struct F32 {
+    using W = float;
+    using X = float;
+    static constexpr int width = 8;
+    using Acc = __m256;
+    static Acc zero() { return _mm256_setzero_ps(); }
+    static void prepare(const float* x, int K, X* out, float*) { std::copy(x, x + K, out); }
+    static Acc fma(const W* w, const X* x, Acc acc) { return _mm256_fmadd_ps(_mm256_loadu_ps(w), _mm256_loadu_ps(x), acc); }
+    static float finish(Acc acc, float) { return hsum(acc); }
+};
+
+struct BF16 {
+    using W = uint16_t;
+    using X = float;
+    static constexpr int width = 16;
+    using Acc = __m256;
+    static Acc zero() { return _mm256_setzero_ps(); }
+    static void prepare(const float* x, int K, X* out, float*) {
+        for (int k = 0; k < K; k += 16)
+            for (int j = 0; j < 8; ++j) out[k + j] = x[k + 2 * j], out[k + 8 + j] = x[k + 2 * j + 1];
+    }
+    static Acc fma(const W* w, const X* x, Acc acc) {  // a bf16 is the high half of an fp32
+        __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+        __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+        __m256 odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xFFFF0000u)));
+        return _mm256_fmadd_ps(odd, _mm256_loadu_ps(x + 8), _mm256_fmadd_ps(even, _mm256_loadu_ps(x), acc));
+    }
+    static float finish(Acc acc, float) { return hsum(acc); }
+};
+
+// int8 weights times the input rounded to 14-bit integers (per-row scale): exact integer products
+// summed in int32 lanes, which cannot overflow for K <= 8192 (checked by the caller).
+struct I8 {
+    using W = int8_t;
+    using X = int16_t;
+    static constexpr int width = 32;
+    static constexpr float levels = 8191.0f;
+    using Acc = __m256i;
+    static Acc zero() { return _mm256_setzero_si256(); }
+    static void prepare(const float* x, int K, X* out, float* xscale) {
+        float top = 0.0f;
+        for (int k = 0; k < K; ++k) top = std::max(top, std::fabs(x[k]));
+        const float s = top > 0.0f ? top / levels : 1.0f;
+        *xscale = s;
+        for (int k = 0; k < K; k += 32)
+            for (int j = 0; j < 16; ++j) {
+                out[k + j] = (int16_t)std::lrintf(x[k + 2 * j] / s);
+                out[k + 16 + j] = (int16_t)std::lrintf(x[k + 2 * j + 1] / s);
+            }
+    }
+    static Acc fma(const W* w, const X* x, Acc acc) {
+        __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+        __m256i even = _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 8);
+        __m256i odd = _mm256_srai_epi16(v, 8);
+        __m256i xe = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+        __m256i xo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16));
+        return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(even, xe), _mm256_madd_epi16(odd, xo)));
+    }
+    static float finish(Acc acc, float xscale) { return hsum(_mm256_cvtepi32_ps(acc)) * xscale; }
+};
+
+// y[m, n] = wscale[n] * sum_k x[m, k] * w[n, k] for M input rows, each weight read once for all
+// of them; NR output rows per pass keep NR * M accumulators in registers.
+template <typename T, int M>
+void gemv(const typename T::X* x, const float* xscale, int K, const typename T::W* w, const float* wscale, int N,
+          float* y) {
+    constexpr int NR = M <= 2 ? 4 : 8 / M;
+    const int blocks = (N + NR - 1) / NR;
+#pragma omp parallel for schedule(static) if ((long)N * K >= (1L << 16))
+    for (int blk = 0; blk < blocks; ++blk) {
+        const int n0 = blk * NR;
+        const int nr = std::min(NR, N - n0);
+        typename T::Acc acc[NR][M];
+        for (int r = 0; r < NR; ++r)
+            for (int m = 0; m < M; ++m) acc[r][m] = T::zero();
+        for (int k = 0; k < K; k += T::width) {
+            if (nr == NR) {
+                for (int r = 0; r < NR; ++r)
+                    for (int m = 0; m < M; ++m) acc[r][m] = T::fma(w + (long)(n0 + r) * K + k, x + (long)m * K + k, acc[r][m]);
+            } else {
+                for (int r = 0; r < nr; ++r)
+                    for (int m = 0; m < M; ++m) acc[r][m] = T::fma(w + (long)(n0 + r) * K + k, x + (long)m * K + k, acc[r][m]);
+            }
+        }
+        for (int r = 0; r < nr; ++r) {
+            const float s = wscale ? wscale[n0 + r] : 1.0f;
+            for (int m = 0; m < M; ++m) y[(long)m * N + n0 + r] = T::finish(acc[r][m], xscale[m]) * s;
+        }
+    }
+}
+
+template <typename T>
+int linear(const float* x, int M, int K, const typename T::W* w, const float* wscale, int N, float* y) {
+    if (K % T::width != 0 || K > 8192) return 1;
+    std::vector<typename T::X> xp((size_t)M * K);
+    std::vector<float> xscale(M, 1.0f);
+    for (int m = 0; m < M; ++m) T::prepare(x + (long)m * K, K, xp.data() + (long)m * K, &xscale[m]);
+    for (int m0 = 0; m0 < M; m0 += 4) {  // at most 4 input rows per pass over the weights
+        const int mr = std::min(4, M - m0);
+        const typename T::X* xs = xp.data() + (long)m0 * K;
+        float* ys = y + (long)m0 * N;
+        switch (mr) {
+            case 1: gemv<T, 1>(xs, &xscale[m0], K, w, wscale, N, ys); break;
+            case 2: gemv<T, 2>(xs, &xscale[m0], K, w, wscale, N, ys); break;
+            case 3: gemv<T, 3>(xs, &xscale[m0], K, w, wscale, N, ys); break;
+            default: gemv<T, 4>(xs, &xscale[m0], K, w, wscale, N, ys); break;
+        }
+    }
+    return 0;
+}
+
+struct Kept {
+    float logit;
+    int token;
+};
+
+// One (row, codebook): guided, tempered logits in `l` [V] -> a token (see mg_sample).
+int draw(std::vector<float>& l, int top_k, float top_p, double u, std::vector<Kept>& kept) {
+    const int V = (int)l.size();
+    float kth = -INFINITY;
+    if (top_k > 0 && top_k < V) {
+        std::vector<float> tmp(l);
+        std::nth_element(tmp.begin(), tmp.begin() + (top_k - 1), tmp.end(), std::greater<float>());
+        kth = tmp[top_k - 1];
+    }
+    kept.clear();
+    for (int i = 0; i < V; ++i)
+        if (l[i] >= kth) kept.push_back({l[i], i});
+    std::sort(kept.begin(), kept.end(), [](const Kept& a, const Kept& b) {
+        return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
+    });
+    const double top = kept[0].logit;
+    std::vector<double> p(kept.size());
+    double z = 0.0;
+    for (size_t i = 0; i < kept.size(); ++i) z += (p[i] = std::exp((double)kept[i].logit - top));
+    size_t n = kept.size();
+    if (top_p > 0.0f && top_p < 1.0f) {  // keep a token while the mass ranked above it is < top_p
+        double before = 0.0;
+        for (n = 0; n < kept.size() && before / z < top_p; ++n) before += p[n];
+    }
+    double total = 0.0;
+    for (size_t i = 0; i < n; ++i) total += p[i];
+    const double target = u * total;
+    double cum = 0.0;
+    for (size_t i = 0; i < n; ++i) {
+        cum += p[i];
+        if (target < cum) return kept[i].token;
+    }
+    return kept[n - 1].token;
+}
+
+}  // namespace
+
+extern "C" {
+
+int mg_linear_f32(const float* x, int M, int K, const float* w, int N, float* y) {
+    return linear<F32>(x, M, K, w, nullptr, N, y);
+}
+int mg_linear_bf16(const float* x, int M, int K, const uint16_t* w, int N, float* y) {
+    return linear<BF16>(x, M, K, w, nullptr, N, y);
+}
+int mg_linear_i8(const float* x, int M, int K, const int8_t* w, const float* scale, int N, float* y) {
+    return linear<I8>(x, M, K, w, scale, N, y);
+}
+
+// Guidance, temperature, top-k, top-p and a seeded draw for every (batch row b, codebook k), the
+// token written into column `col` of seq [B, K, T] unless known[b, k, col] (prompt or special).
+// logits: [R, K, V] with R = 2B under guidance (conditional rows, then unconditional), else B.
+// greedy: argmax of the guided logits (first index on ties), no draw.
+void mg_sample(const float* logits, int B, int K, int V, int guided, float cfg, float temperature, int top_k,
+               float top_p, int greedy, uint64_t seed, uint64_t step, int64_t* seq, const uint8_t* known, int T,
+               int col) {
+    std::vector<float> l(V);
+    std::vector<Kept> kept;
+    kept.reserve(V);
+    for (int b = 0; b < B; ++b)
+        for (int k = 0; k < K; ++k) {
+            const long cell = ((long)b * K + k) * T + col;
+            if (known[cell]) continue;
+            const float* c = logits + ((long)b * K + k) * V;
+            const float* n = logits + ((long)(b + B) * K + k) * V;
+            for (int i = 0; i < V; ++i) l[i] = guided ? n[i] + (c[i] - n[i]) * cfg : c[i];
+            if (greedy) {
+                seq[cell] = std::max_element(l.begin(), l.end()) - l.begin();
+                continue;
+            }
+            for (int i = 0; i < V; ++i) l[i] = l[i] / temperature;
+            seq[cell] = draw(l, top_k, top_p, mg_uniform(seed, step, (uint32_t)b, (uint32_t)k), kept);
+        }
+}
+
+}  // extern "C"

@@ -1,0 +1,130 @@
+"""The decode-time form of a MusicGenLM: the same network, arranged for one step at a time.
+
+- the self-attention q, k and v projections are one product (one pass over their weights);
+- the K codebook embeddings are one table and the K output heads one product;
+- weights are float32, bfloat16 or int8 with a float32 scale per output row (symmetric,
+  round-to-nearest), and on the CPU go through kernels/cpu.cpp, which reads each weight once for
+  every row of the step (the guidance rows included);
+- one static KV cache [layers, rows, heads, length, head_dim] for every layer, written at
+  positions held in a tensor, so that a step has fixed shapes and can be captured as a CUDA graph.
+
+It reads the conditioning (cross-attention keys and values, or a melody model's prefix) that
+`MusicGenLM.set_conditioning` computed, so both paths always see the same conditioning.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from musicgen_cli.lm import MusicGenLM, sinusoidal_positions
+
+from . import cpu
+
+DTYPES = ("float32", "bfloat16", "int8")
+
+
+class Weight:
+    """One linear layer's weight [N, K] in the chosen dtype; `self(x)` is x @ weight.T."""
+
+    def __init__(self, w: torch.Tensor, dtype: str, lib):
+        self.lib = lib if w.device.type == "cpu" else None
+        self.scale = None
+        if dtype == "int8":
+            self.scale = (w.abs().amax(dim=1).float() / 127.0).clamp_min(torch.finfo(torch.float32).tiny)
+            self.w = torch.round(w.float() / self.scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+        else:
+            self.w = w.to(getattr(torch, dtype)).contiguous()
+
+    def dense(self, dtype: torch.dtype) -> torch.Tensor:
+        if self.scale is not None:
+            return (self.w.float() * self.scale[:, None]).to(dtype)
+        return self.w.to(dtype)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lib is not None and x.numel() <= 8 * x.shape[-1]:  # a decode step: a few rows
+            return cpu.linear(self.lib, x, self.w, self.scale)
+        return F.linear(x, self.dense(x.dtype))  # prefill: a real matrix product
+
+
+class FastLM:
+    def __init__(self, lm: MusicGenLM, dtype: str = "float32", use_cpu_kernels: bool = True):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}")
+        self.lm, self.cfg = lm, lm.cfg
+        device = lm.layer_norm.weight.device
+        lib = cpu.library() if use_cpu_kernels and device.type == "cpu" else None
+        # the activations: float32 on the CPU; on a GPU, bfloat16 when the weights are
+        self.act = torch.bfloat16 if dtype == "bfloat16" and device.type == "cuda" else torch.float32
+
+        def weight(*linears) -> Weight:
+            return Weight(torch.cat([m.weight for m in linears]), dtype, lib)
+
+        self.layers = []
+        for layer in lm.layers:
+            a = layer.self_attn
+            w = {"qkv": weight(a.q_proj, a.k_proj, a.v_proj), "out": weight(a.out_proj),
+                 "fc1": weight(layer.fc1), "fc2": weight(layer.fc2)}
+            if layer.cross:
+                w["cross_q"], w["cross_out"] = weight(layer.encoder_attn.q_proj), weight(layer.encoder_attn.out_proj)
+            self.layers.append(w)
+        self.heads = weight(*lm.lm_heads)
+        card = self.cfg.card + 1
+        self.embed = torch.cat([e.weight for e in lm.embed_tokens]).to(self.act)  # [K * (card + 1), dim]
+        self.offsets = torch.arange(self.cfg.num_codebooks, device=device)[None, :, None] * card
+        self.k = self.v = None
+
+    def setup_cache(self, rows: int, columns: int) -> None:
+        """Room for `columns` columns of tokens after the conditioning prefix (melody models)."""
+        c = self.cfg
+        shape = (c.num_layers, rows, c.num_heads, self.lm.prefix_len + columns, c.dim // c.num_heads)
+        device = self.embed.device
+        self.k = torch.zeros(shape, dtype=self.act, device=device)
+        self.v = torch.zeros(shape, dtype=self.act, device=device)
+
+    def positions(self, start: int, columns: int) -> torch.Tensor:
+        """Cache positions of columns start .. start + columns - 1 (the prefix comes first)."""
+        first = start if start == 0 or self.lm.prefix is None else start + self.lm.prefix_len
+        count = columns + (self.lm.prefix_len if start == 0 else 0)
+        return torch.arange(first, first + count, device=self.embed.device)
+
+    def __call__(self, codes: torch.Tensor, start: int) -> torch.Tensor:
+        """codes [R, K, S] at columns start .. start + S - 1 -> logits [R, K, card] after the last one."""
+        positions = self.positions(start, codes.shape[2])
+        return self.forward(codes, positions, upto=int(positions[-1]) + 1)
+
+    def forward(self, codes: torch.Tensor, positions: torch.Tensor, upto: int | None = None) -> torch.Tensor:
+        """The network at cache `positions` [S'] (the prefix's too, when they start at 0).
+
+        Attention reads the cache up to `upto`; None reads all of it with a mask (fixed shapes for
+        graph capture: the positions may live in a device tensor)."""
+        cfg, lm = self.cfg, self.lm
+        x = F.embedding(codes + self.offsets, self.embed).sum(dim=1)  # [R, S, dim]
+        if positions.shape[0] > x.shape[1]:  # the first call of a melody window: prefix first
+            x = torch.cat([lm.prefix.to(x.dtype), x], dim=1)
+        x = x + sinusoidal_positions(positions, cfg.dim).to(x.dtype)
+        length = self.k.shape[3] if upto is None else upto
+        mask = None
+        if upto is None or x.shape[1] > 1:
+            mask = torch.arange(length, device=x.device)[None, :] <= positions[:, None]
+        rows, s, heads = x.shape[0], x.shape[1], cfg.num_heads
+        for i, (layer, w) in enumerate(zip(lm.layers, self.layers)):
+            h = layer_norm(x, layer.self_attn_layer_norm)
+            q, k, v = w["qkv"](h).view(rows, s, 3, heads, -1).permute(2, 0, 3, 1, 4)
+            self.k[i].index_copy_(2, positions, k.to(self.act))
+            self.v[i].index_copy_(2, positions, v.to(self.act))
+            att = F.scaled_dot_product_attention(q, self.k[i, :, :, :length], self.v[i, :, :, :length], attn_mask=mask)
+            x = x + w["out"](att.transpose(1, 2).reshape(rows, s, -1))
+            if "cross_q" in w:
+                h = layer_norm(x, layer.encoder_attn_layer_norm)
+                q = w["cross_q"](h).view(rows, s, heads, -1).transpose(1, 2)
+                k, v = (t.to(x.dtype) for t in layer.cross_kv)
+                att = F.scaled_dot_product_attention(q, k, v, attn_mask=lm.cross_mask.to(x.dtype))
+                x = x + w["cross_out"](att.transpose(1, 2).reshape(rows, s, -1))
+            x = x + w["fc2"](F.gelu(w["fc1"](layer_norm(x, layer.final_layer_norm))))
+        logits = self.heads(layer_norm(x[:, -1], lm.layer_norm))  # [R, K * card]
+        return logits.view(rows, cfg.num_codebooks, cfg.card).float()
+
+
+def layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+    return F.layer_norm(x, norm.normalized_shape, norm.weight.to(x.dtype), norm.bias.to(x.dtype), norm.eps)
