@@ -1,31 +1,30 @@
-"""Decode speed, ours next to transformers' `generate`, on the same random weights, in one run.
+"""Decode speed: ours next to transformers' `generate`, on the same random weights, in one run.
 
-    python -m musicgen_cli.bench --size small --steps 100 --repeats 3
+    musicgen bench --size small --dtype float32,bfloat16,int8 --steps 100 --repeats 3
 
-Both sides get the same published decoder architecture with random weights, the same text
-tokens, guidance 3, top-k 250 sampling and the same number of decode steps. The text encoder and
-codec are kept tiny (they run once per piece, not per step). Prints medians and the ratio.
+Both sides get the same published decoder architecture with random weights (seeded, so each
+process builds the same ones), the same text tokens, guidance 3, top-k 250 sampling, batch 1 and
+the same number of decode steps. The text encoder and codec are kept tiny (they run once per
+piece, not per step). Each side runs in its own process, so that its peak memory is its own.
+Prints medians, ratios to transformers, and the per-step floor: the bytes of decoder weights a
+step must read over the measured memory read bandwidth.
 """
 
 from __future__ import annotations
 
-import argparse
+import multiprocessing
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
-
-from .checkpoints import hf_lm_config, hf_to_lm_state
-from .conditioning import with_unconditional
-from .generation import generate_codes
-from .lm import MusicGenLM
-from .sampling import SamplingOptions
 
 SIZES = {  # decoder dim, layers, heads, ffn (reference.md's table)
     "small": (1024, 24, 16, 4096),
     "medium": (1536, 48, 24, 6144),
     "large": (2048, 48, 32, 8192),
 }
+TEXT = [[37, 1043, 3, 9, 5, 1]]  # any six text tokens
 
 
 def random_transformers_model(size: str):
@@ -43,56 +42,136 @@ def random_transformers_model(size: str):
     return MusicgenForConditionalGeneration(config).eval()
 
 
-def timed(fn, repeats: int) -> list[float]:
+def step_weight_bytes(lm, dtype: str) -> int:
+    """Bytes of decoder weights one decode step reads (cross-attention keys and values are computed
+    once per piece, so their projections are not counted)."""
+    size = {"float32": 4, "bfloat16": 2, "int8": 1}[dtype]
+    total = 0
+    for name, p in lm.named_parameters():
+        if p.dim() == 2 and name.startswith(("layers.", "lm_heads.")) and ".encoder_attn.k_proj" not in name \
+                and ".encoder_attn.v_proj" not in name:
+            total += p.numel() * size + (p.shape[0] * 4 if dtype == "int8" else 0)
+    return total
+
+
+def read_bandwidth(device: torch.device, repeats: int = 5) -> float:
+    """Memory read bandwidth in bytes/s: the median time to sum a buffer far larger than the caches."""
+    big = torch.ones((2 << 30 if device.type == "cuda" else 512 << 20) // 4, device=device)
     times = []
-    for _ in range(repeats):
+    for _ in range(repeats + 1):
+        sync(device)
         start = time.perf_counter()
-        fn()
+        big.sum()
+        sync(device)
         times.append(time.perf_counter() - start)
-    return times
+    return big.numel() * 4 / statistics.median(times[1:])
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=SIZES, default="small")
-    parser.add_argument("--steps", type=int, default=100, help="decode steps per run (50 steps = 1 s of audio)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
-    hf = random_transformers_model(args.size)
-    dec = hf.config.decoder.to_dict()
-    lm = MusicGenLM(hf_lm_config(dec, text_dim=768))
-    lm.load_state_dict(hf_to_lm_state(hf.state_dict()))
-    lm.eval().requires_grad_(False)
-    ids = torch.tensor([[37, 1043, 3, 9, 5, 1]])  # any six text tokens
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        with open("/proc/self/clear_refs", "w") as f:  # Linux: restart the peak resident size (VmHWM)
+            f.write("5")
+
+
+def peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated()
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+@dataclass
+class Result:
+    name: str
+    times: list[float]
+    peak: int
+    weight_bytes: int
+
+
+def measure(side: str, backend: str, dtype: str, size: str, device: str, steps: int, repeats: int, threads: int) -> Result:
+    """One side's runs, in this (fresh) process."""
+    import gc
+
+    from kernels.backends import Backend
+    from musicgen_cli.checkpoints import hf_lm_config, hf_to_lm_state
+    from musicgen_cli.conditioning import with_unconditional
+    from musicgen_cli.generation import generate_codes
+    from musicgen_cli.lm import MusicGenLM
+    from musicgen_cli.sampling import SamplingOptions
+
+    torch.set_num_threads(threads)
+    dev = torch.device(device)
+    hf = random_transformers_model(size).to(dev)
+    ids = torch.tensor(TEXT, device=dev)
     mask = torch.ones_like(ids)
-    opts = SamplingOptions(top_k=250, cfg=3.0, seed=0)
-    frames = args.steps - 3  # the delay pattern's overhang: `steps` decode steps in all
+    lm = MusicGenLM(hf_lm_config(hf.config.decoder.to_dict(), text_dim=768))
+    lm.load_state_dict(hf_to_lm_state(hf.state_dict()))
+    lm.to(dev).eval().requires_grad_(False)
+    weight_bytes = step_weight_bytes(lm, "float32" if side == "transformers" else dtype)
 
-    def ours():
-        with torch.inference_mode():
-            states = hf.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    if side == "transformers":
+        del lm
+
+        def run():
+            hf.generate(input_ids=ids, attention_mask=mask, do_sample=True, top_k=250, guidance_scale=3.0, max_new_tokens=steps)
+        name = "transformers generate, float32"
+    else:
+        text_encoder = hf.text_encoder
+        del hf
+        chosen = Backend(lm, backend, dtype)
+        opts = SamplingOptions(top_k=250, cfg=3.0, seed=0)
+
+        def run():
+            states = text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
             lm.set_conditioning(*with_unconditional(states, mask))
-            empty = torch.zeros(1, 4, 0, dtype=torch.long)
-            generate_codes(lm, frames, opts, empty, window=1500, stride=900)
-
-    def theirs():
-        with torch.inference_mode():
-            hf.generate(input_ids=ids, attention_mask=mask, do_sample=True, top_k=250, guidance_scale=3.0,
-                        max_new_tokens=args.steps)
-
-    ours()  # warm-up (allocator, thread pool)
-    t_ours, t_theirs = timed(ours, args.repeats), timed(theirs, args.repeats)
-    steps_ours = args.steps / statistics.median(t_ours)
-    steps_theirs = args.steps / statistics.median(t_theirs)
-    print(f"musicgen-{args.size} architecture, random weights, float32, {torch.get_num_threads()} threads, "
-          f"guidance 3, top-k 250, batch 1, {args.steps} steps x {args.repeats} runs")
-    for name, rate in (("musicgen (ours)", steps_ours), ("transformers generate", steps_theirs)):
-        print(f"  {name:24s} {rate:6.2f} steps/s  {1000 / rate:7.1f} ms/step  real-time factor {rate / 50:.3f}")
-    print(f"  ratio ours / transformers: {steps_ours / steps_theirs:.2f}x")
+            empty = torch.zeros(1, 4, 0, dtype=torch.long, device=dev)
+            generate_codes(chosen.decoder(opts), steps - 3, empty, window=1500, stride=900)  # 3: the pattern's overhang
+        name = f"musicgen --backend {chosen.name} --dtype {chosen.dtype}"
+    gc.collect()
+    with torch.inference_mode():
+        run()  # warm-up: allocator, thread pool, kernels built, graphs captured once
+        reset_peak(dev)
+        times = []
+        for _ in range(repeats):
+            sync(dev)
+            start = time.perf_counter()
+            run()
+            sync(dev)
+            times.append(time.perf_counter() - start)
+    return Result(name, times, peak_memory(dev), weight_bytes)
 
 
-if __name__ == "__main__":
-    main()
+def in_process(*args) -> Result:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(measure, args)
+
+
+def run(size: str = "small", dtypes: list[str] = ("float32",), backend: str = "auto", device: str = "auto",
+        steps: int = 100, repeats: int = 3, threads: int | None = None) -> list[Result]:
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    threads = threads or torch.get_num_threads()
+    bandwidth = read_bandwidth(torch.device(device))
+    print(f"musicgen-{size} architecture, random weights, {device}"
+          f"{f' ({threads} threads)' if device == 'cpu' else ''}, guidance 3, top-k 250, batch 1, "
+          f"{steps} steps x {repeats} runs (medians); memory read bandwidth {bandwidth / 1e9:.1f} GB/s", flush=True)
+    results = [in_process("transformers", "torch", "float32", size, device, steps, repeats, threads)]
+    for dtype in dtypes:
+        results.append(in_process("ours", backend, dtype, size, device, steps, repeats, threads))
+    base = statistics.median(results[0].times)
+    print(f"  {'':44s} {'ms/step':>8s} {'x real time':>11s} {'peak mem':>9s} {'weights/step':>12s} "
+          f"{'floor ms':>8s} {'x floor':>7s} {'speed-up':>8s}")
+    for r in results:
+        t = statistics.median(r.times)
+        floor = r.weight_bytes / bandwidth
+        print(f"  {r.name:44s} {1000 * t / steps:8.1f} {steps / 50 / t:11.3f} {r.peak / 2**30:7.2f} GB "
+              f"{r.weight_bytes / 1e9:9.2f} GB {1000 * floor:8.1f} {t / steps / floor:7.2f} {base / t:7.2f}x")
+    return results

@@ -110,6 +110,8 @@ SEED = typer.Option(None, "--seed", help="Random seed; the same seed gives the s
 STRIDE = typer.Option(None, "--stride", help="Seconds added per window past the model's window (default: 18 for 30 s models).")
 FORCE = typer.Option(False, "--force", "-f", help="Overwrite existing output files.")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda.")
+BACKEND = typer.Option("auto", "--backend", help="Decode path: auto (the fastest that works), torch (plain PyTorch), cpu or cuda.")
+DTYPE = typer.Option("auto", "--dtype", help="Decoder weights on the fast paths: auto, float32, bfloat16 or int8 (CPU).")
 
 
 def model_option(default: str):
@@ -141,11 +143,11 @@ def prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed, **rec
     return Job(paths, options, normalize, {**record, **fields})
 
 
-def load_model(model: str, device: str, melody: bool = False):
+def load_model(model: str, device: str, backend: str, dtype: str, melody: bool = False):
     from .api import MusicGen
 
     with err.status(f"Loading {model} ..."):
-        mg = MusicGen.load(model, device=device)
+        mg = MusicGen.load(model, device=device, backend=backend, dtype=dtype)
     if melody:
         mg.require_melody()
     return mg
@@ -161,6 +163,7 @@ def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict]) -> 
     record = {
         **job.record, "model_folder": str(mg.folder), "stride": mg.default_stride if stride is None else stride,
         "sample_rate": mg.sample_rate, "channels": int(wavs[0].shape[0]), "device": str(mg.device),
+        "backend": mg.backend.name, "dtype": mg.backend.dtype,
         "wall_time_s": round(time.perf_counter() - start, 3), "musicgen_version": __version__,
     }
     for path, wav, extra in zip(job.paths, wavs, per_output):
@@ -183,6 +186,8 @@ def generate(
     normalize: str = normalize_option("peak"),
     force: bool = FORCE,
     device: str = DEVICE,
+    backend: str = BACKEND,
+    dtype: str = DTYPE,
 ) -> None:
     """Generate music from text descriptions."""
     from .api import check_duration
@@ -191,7 +196,7 @@ def generate(
     check_duration(duration)
     job = prepare(output_paths(prompts, output), force, normalize, top_k, top_p, temperature, cfg, seed,
                   model=model, duration=duration, batch=prompts)
-    mg = load_model(model, device)
+    mg = load_model(model, device, backend, dtype)
     frames = mg.frames_for(duration)
     announce(mg, model, len(prompts), frames / mg.frame_rate)
     start = time.perf_counter()
@@ -229,6 +234,8 @@ def continue_(
     normalize: str = normalize_option("none"),
     force: bool = FORCE,
     device: str = DEVICE,
+    backend: str = BACKEND,
+    dtype: str = DTYPE,
 ) -> None:
     """Carry on your audio: the output starts with your own samples, unchanged."""
     from . import continuation
@@ -244,7 +251,7 @@ def continue_(
     path = output if output is not None else Path(f"{slug(input.stem)}-continued.wav")
     job = prepare([path], force, normalize, top_k, top_p, temperature, cfg, seed, model=model,
                   duration=duration, input=str(input), prompt=prompt, prompt_seconds=prompt_seconds, only_new=only_new)
-    mg = load_model(model, device)
+    mg = load_model(model, device, backend, dtype)
     wav = audio.resample(wav, sr, mg.sample_rate)
     continuation.plan(mg, wav.shape[1], duration, prompt_seconds)
     announce(mg, model, 1, duration, f", continuing {input.name}")
@@ -270,6 +277,8 @@ def melody(
     normalize: str = normalize_option("peak"),
     force: bool = FORCE,
     device: str = DEVICE,
+    backend: str = BACKEND,
+    dtype: str = DTYPE,
 ) -> None:
     """Make music that follows a melody (needs a melody checkpoint)."""
     from . import chroma
@@ -282,7 +291,7 @@ def melody(
     name = f"{slug(input.stem)}-{slug(style) if style else 'melody'}.wav"
     job = prepare([output if output is not None else Path(name)], force, normalize, top_k, top_p, temperature,
                   cfg, seed, model=model, duration=duration, input=str(input), style=style)
-    mg = load_model(model, device, melody=True)
+    mg = load_model(model, device, backend, dtype, melody=True)
     tune = torch.from_numpy(audio.resample(audio.match_channels(wav, 1), sr, chroma.SAMPLE_RATE))
     frames = mg.frames_for(duration)
     announce(mg, model, 1, frames / mg.frame_rate, f", following {input.name}")
@@ -304,6 +313,31 @@ def write_output(path: Path, wav, sample_rate: int, normalize: str, sidecar: dic
     audio.write_audio(path, wav, sample_rate, normalization=normalize)
     audio.write_json(audio.sidecar_path(path), sidecar)
     err.print(f"wrote {path} ({wav.shape[-1] / sample_rate:.1f} s, {wav.shape[0]} ch, {sample_rate} Hz)")
+
+
+@app.command()
+def bench(
+    size: str = typer.Option("small", "--size", help="Published decoder size: small, medium or large (random weights)."),
+    dtype: str = typer.Option("float32,bfloat16,int8", "--dtype", help="Our decoder dtypes to time, comma-separated."),
+    backend: str = BACKEND,
+    device: str = DEVICE,
+    steps: int = typer.Option(100, "--steps", help="Decode steps per run (50 = 1 s of audio)."),
+    repeats: int = typer.Option(3, "--repeats", help="Timed runs per side (the median is shown)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
+) -> None:
+    """Time decoding next to transformers' generate on the same random weights; print ratios."""
+    from . import bench as benchmark
+
+    if size not in benchmark.SIZES:
+        raise MusicgenError(f"--size must be one of {', '.join(benchmark.SIZES)}")
+    if steps < 4 or repeats < 1:
+        raise MusicgenError("--steps must be at least 4 and --repeats at least 1")
+    dtypes = [d.strip() for d in dtype.split(",") if d.strip()]
+    if not dtypes or any(d not in ("float32", "bfloat16", "int8") for d in dtypes):
+        raise MusicgenError("--dtype takes float32, bfloat16 and int8, comma-separated")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise MusicgenError("--device cuda was asked for, but this torch has no usable CUDA device")
+    benchmark.run(size, dtypes, backend, device, steps, repeats, threads)
 
 
 @app.command()

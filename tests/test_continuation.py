@@ -27,11 +27,12 @@ def tune(seconds: float, sr: int = SR, channels: int = 1, seed: int = 0) -> np.n
     return np.asarray(out, dtype=np.float32)
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpu"])  # the reference, and the fast path at float32
 @pytest.mark.parametrize("cfg", [3.0, 1.0])
-def test_greedy_continuation_matches_transformers(ckpt, cfg):
+def test_greedy_continuation_matches_transformers(ckpt, cfg, backend):
     """Same prompt audio: transformers' generate(input_values=...) and ours give the same greedy codes."""
     hf = MusicgenForConditionalGeneration.from_pretrained(ckpt).eval()
-    ours = MusicGen.load(str(ckpt), device="cpu")
+    ours = MusicGen.load(str(ckpt), device="cpu", backend=backend, dtype="float32")
     prompt = torch.from_numpy(tune(20 * 640 / SR, channels=ours.channels))[None]  # 20 frames
     inputs = AutoTokenizer.from_pretrained(ckpt)(["jazz"], return_tensors="pt")
     ref, _ = hf_generate(hf, inputs, input_values=prompt, do_sample=False, guidance_scale=cfg, max_new_tokens=60)

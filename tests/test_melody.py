@@ -38,7 +38,7 @@ def moving_chroma(batch: int, frames: int = 235) -> torch.Tensor:
 @pytest.mark.parametrize("cfg", [3.0, 1.0])
 def test_step_logits_match(any_melody_ckpt, cfg):
     hf = MusicgenMelodyForConditionalGeneration.from_pretrained(any_melody_ckpt).eval()
-    ours = MusicGen.load(str(any_melody_ckpt), device="cpu")
+    ours = MusicGen.load(str(any_melody_ckpt), device="cpu", backend="torch")
     inputs = AutoTokenizer.from_pretrained(any_melody_ckpt)(PROMPTS, padding=True, return_tensors="pt")
     k, columns, b = hf.decoder.num_codebooks, 20, len(PROMPTS)
     torch.manual_seed(0)
@@ -70,11 +70,12 @@ def test_step_logits_match(any_melody_ckpt, cfg):
 
 @pytest.mark.parametrize("cfg", [3.0, 1.0])
 @pytest.mark.parametrize("with_melody", [True, False])
-def test_greedy_tokens_match(any_melody_ckpt, cfg, with_melody):
+@pytest.mark.parametrize("backend", ["torch", "cpu"])  # the reference, and the fast path at float32
+def test_greedy_tokens_match(any_melody_ckpt, cfg, with_melody, backend):
     """A 30 s melody (one window's worth): our chroma of it, given to transformers, and our whole
     path from the waveform give the same greedy tokens. Without a melody: the null chroma."""
     hf = MusicgenMelodyForConditionalGeneration.from_pretrained(any_melody_ckpt).eval()
-    ours = MusicGen.load(str(any_melody_ckpt), device="cpu")
+    ours = MusicGen.load(str(any_melody_ckpt), device="cpu", backend=backend, dtype="float32")
     frames = 100
     melody = torch.stack([tones("CEGAGEDC" * 4, 30 / 32), tones("AGEDCDEG" * 4, 30 / 32)])
     assert melody.shape[1] == 30 * SR

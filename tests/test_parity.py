@@ -11,9 +11,9 @@ from hf_reference import hf_generate
 PROMPTS = ["lo-fi jazz with soft piano and a slow beat at 80 bpm", "rock"]  # unequal lengths: padding
 
 
-def load_both(folder):
+def load_both(folder, backend="torch"):
     hf = MusicgenForConditionalGeneration.from_pretrained(folder).eval()
-    return hf, MusicGen.load(str(folder), device="cpu")
+    return hf, MusicGen.load(str(folder), device="cpu", backend=backend, dtype="float32")
 
 
 def hf_inputs(folder, prompts=PROMPTS):
@@ -50,9 +50,10 @@ def test_step_logits_match(ckpt, cfg):
     assert (got - ref).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpu"])  # the reference, and the fast path at float32
 @pytest.mark.parametrize("cfg", [3.0, 1.0])
-def test_greedy_tokens_match_for_120_frames(ckpt, cfg):
-    hf, ours = load_both(ckpt)
+def test_greedy_tokens_match_for_120_frames(ckpt, cfg, backend):
+    hf, ours = load_both(ckpt, backend)
     frames = 120
     ref, hf_wav = hf_generate(hf, hf_inputs(ckpt), do_sample=False, guidance_scale=cfg, max_new_tokens=frames + 3)
 
