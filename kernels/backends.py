@@ -80,11 +80,11 @@ class Backend:
             if self.lib is None and dtype == "float32":
                 backend = "torch"
             else:
-                self.fast = FastLM(lm, dtype, use_cpu_kernels=True)
+                self.fast = FastLM(lm, dtype, use_cpu_kernels=True, release=True)
         elif backend == "cuda":
             from . import cuda
 
-            self.fast = FastLM(lm, dtype)
+            self.fast = FastLM(lm, dtype, release=True)
             self.graphs = cuda.graph_support()  # None (after a warning): FastLM step by step, PyTorch sampling
         self.name = backend
 

@@ -27,6 +27,9 @@ SOURCES = [HERE / "cpu.cpp", HERE / "philox.h"]
 FLAGS = ["-O3", "-std=c++17", "-mavx2", "-mfma", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC"]
 
 
+CHUNK = {"float32": 8, "bfloat16": 16, "int8": 32}  # the input width must be a multiple of this
+
+
 class KernelUnavailable(RuntimeError):
     pass
 

@@ -28,7 +28,9 @@ class Weight:
     """One linear layer's weight [N, K] in the chosen dtype; `self(x)` is x @ weight.T."""
 
     def __init__(self, w: torch.Tensor, dtype: str, lib):
-        self.lib = lib if w.device.type == "cpu" else None
+        # cpu.cpp reads rows in 32-byte chunks and sums int8 products in int32 (exact up to 8192 wide)
+        fits = w.shape[1] % cpu.CHUNK[dtype] == 0 and w.shape[1] <= 8192
+        self.lib = lib if w.device.type == "cpu" and fits else None
         self.scale = None
         if dtype == "int8":
             self.scale = (w.abs().amax(dim=1).float() / 127.0).clamp_min(torch.finfo(torch.float32).tiny)
@@ -48,7 +50,9 @@ class Weight:
 
 
 class FastLM:
-    def __init__(self, lm: MusicGenLM, dtype: str = "float32", use_cpu_kernels: bool = True):
+    def __init__(self, lm: MusicGenLM, dtype: str = "float32", use_cpu_kernels: bool = True, release: bool = False):
+        """release: free the lm's own copies of the weights packed here (the lm's forward then no
+        longer works; its conditioning still does), so the model is not held twice in memory."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}")
         self.lm, self.cfg = lm, lm.cfg
@@ -58,7 +62,10 @@ class FastLM:
         self.act = torch.bfloat16 if dtype == "bfloat16" and device.type == "cuda" else torch.float32
 
         def weight(*linears) -> Weight:
-            return Weight(torch.cat([m.weight for m in linears]), dtype, lib)
+            packed = Weight(torch.cat([m.weight for m in linears]), dtype, lib)
+            for m in linears if release else ():
+                m.weight = torch.nn.Parameter(m.weight.new_empty(0), requires_grad=False)
+            return packed
 
         self.layers = []
         for layer in lm.layers:

@@ -1,0 +1,212 @@
+"""The fast decode path (kernels/) against the PyTorch reference: products, the network, the sampler."""
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kernels import cpu
+from kernels.backends import Backend, FastDecoder
+from kernels.fast_lm import FastLM, Weight
+from musicgen_cli.lm import LMConfig, MusicGenLM
+from musicgen_cli.sampling import SamplingOptions, guide, top_k_filter, top_p_filter
+
+LIB = cpu.library()
+needs_lib = pytest.mark.skipif(LIB is None, reason="the CPU kernels cannot be built here (see the warning)")
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine: the CUDA path is not run")
+
+
+@needs_lib
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 9])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
+def test_products_match_torch(rows, dtype):
+    torch.manual_seed(rows)
+    w = torch.randn(200, 256)
+    x = torch.randn(rows, 256)
+    weight = Weight(w, dtype, LIB)
+    assert weight.lib is LIB
+    got = weight(x)
+    ref = F.linear(x.double(), weight.dense(torch.float64))  # the same (rounded) weights, exactly
+    tolerance = {"float32": 1e-5, "bfloat16": 1e-5, "int8": 5e-4}[dtype]  # int8: 14-bit inputs
+    assert (got - ref).abs().max() <= tolerance * ref.abs().max()
+    if dtype != "float32":  # and the rounding of the weights themselves is what the dtype promises
+        step = {"bfloat16": 2**-8, "int8": 1 / 127}[dtype]
+        assert (weight.dense(torch.float32) - w).abs().max() <= step * w.abs().max()
+
+
+def tiny_lm(melody=False, seed=0) -> MusicGenLM:
+    torch.manual_seed(seed)
+    cfg = LMConfig(dim=64, num_layers=2, num_heads=4, ffn_dim=128, num_codebooks=4, card=48, text_dim=32,
+                   num_chroma=12 if melody else 0, chroma_length=6 if melody else 0)
+    lm = MusicGenLM(cfg).eval().requires_grad_(False)
+    for p in lm.parameters():  # larger weights than the default init: logits that vary
+        p.normal_(0, 0.3)
+    states, mask = torch.randn(4, 5, 32), torch.tensor([[1] * 5, [1, 1, 1, 0, 0], [0] * 5, [0] * 5])
+    lm.set_conditioning(states, mask, torch.rand(4, 6, 12) if melody else None)
+    return lm
+
+
+@pytest.mark.parametrize("melody", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
+def test_fast_network_matches_reference(melody, dtype):
+    """Prefill then single steps, cache read up to the position (CPU) and in full with a mask
+    (the fixed-shape form the CUDA graph captures): the reference's logits, within the dtype's error."""
+    lm = tiny_lm(melody)
+    codes = torch.randint(0, lm.cfg.card + 1, (4, 4, 12))
+    lm.setup_caches(4, 12)
+    ref = [lm(codes[:, :, :3], 0, last_only=True)[:, :, -1]]
+    ref += [lm(codes[:, :, c : c + 1], c, last_only=True)[:, :, -1] for c in range(3, 12)]
+    fast = FastLM(lm, dtype)
+    for static in (False, True):
+        fast.setup_cache(4, 12)
+        got = [fast(codes[:, :, :3], 0)]
+        for c in range(3, 12):
+            if static:
+                got.append(fast.forward(codes[:, :, c : c + 1], fast.positions(c, 1), upto=None))
+            else:
+                got.append(fast(codes[:, :, c : c + 1], c))
+        error = (torch.stack(got) - torch.stack(ref)).abs().max() / torch.stack(ref).abs().max()
+        assert error < {"float32": 1e-5, "bfloat16": 2e-2, "int8": 2e-2}[dtype]
+
+
+def draws(logits, opts, n, seq_len=1):
+    """n draws of the fused sampler for one (row, codebook), steps 0 .. n-1."""
+    b, k, v = 1, 1, logits.shape[-1]
+    decoder = FastDecoder.__new__(FastDecoder)
+    decoder.opts, decoder.lib, decoder.step = opts, LIB, 0
+    out = []
+    seq = torch.zeros(b, k, seq_len, dtype=torch.long)
+    known = torch.zeros(b, k, seq_len, dtype=torch.bool)
+    for _ in range(n):
+        decoder.sample(logits, seq, known, 0)
+        out.append(int(seq[0, 0, 0]))
+    return torch.tensor(out)
+
+
+@needs_lib
+@pytest.mark.parametrize("top_k,top_p,temperature", [(0, 0.0, 1.0), (20, 0.0, 1.0), (40, 0.8, 0.7), (0, 0.5, 1.3)])
+def test_sampler_distribution_matches_reference(top_k, top_p, temperature):
+    """A chi-square test of 20000 draws against the reference's filtered, guided distribution;
+    and no draw ever outside the reference's support."""
+    torch.manual_seed(top_k)
+    logits = torch.randn(2, 1, 64) * 0.5  # conditional and unconditional rows
+    opts = SamplingOptions(top_k=top_k, top_p=top_p, temperature=temperature, cfg=2.5, seed=7)
+    probs = top_p_filter(top_k_filter(guide(logits[0], logits[1], opts.cfg) / temperature, top_k), top_p).softmax(-1)[0]
+    n = 20000
+    counts = torch.bincount(draws(logits, opts, n), minlength=64).double()
+    assert counts[probs == 0].sum() == 0
+    support = probs > 0
+    expected = probs[support].double() * n
+    chi2 = float(((counts[support] - expected) ** 2 / expected).sum())
+    df = int(support.sum()) - 1
+    assert df >= 3, "too few tokens kept for the test to mean something"
+    assert chi2 < df + 6 * math.sqrt(2 * df), f"chi2 {chi2:.1f} with {df} degrees of freedom"
+
+
+@needs_lib
+def test_sampler_seed_repeats_greedy_is_argmax_known_cells_kept():
+    logits = torch.randn(2, 1, 64)
+    opts = SamplingOptions(top_k=50, seed=3)
+    assert torch.equal(draws(logits, opts, 50), draws(logits, opts, 50))
+    assert not torch.equal(draws(logits, opts, 50), draws(logits, SamplingOptions(top_k=50, seed=4), 50))
+    greedy = draws(logits, SamplingOptions(top_k=1, cfg=3.0), 3)
+    assert (greedy == guide(logits[0], logits[1], 3.0).argmax()).all()
+    decoder = FastDecoder.__new__(FastDecoder)
+    decoder.opts, decoder.lib, decoder.step = opts, LIB, 0
+    seq, known = torch.full((1, 1, 2), 5), torch.tensor([[[True, False]]])
+    decoder.sample(logits, seq, known, 0)
+    assert seq[0, 0, 0] == 5
+
+
+@needs_lib
+def test_fast_decoder_greedy_tokens_equal_reference_and_sampling_repeats(melody_ckpt):
+    from musicgen_cli import MusicGen
+
+    ref = MusicGen.load(str(melody_ckpt), device="cpu", backend="torch")
+    fast = MusicGen.load(str(melody_ckpt), device="cpu", backend="cpu", dtype="float32")
+    assert fast.backend.name == "cpu" and fast.backend.lib is not None
+    greedy = SamplingOptions(top_k=1)
+    assert torch.equal(fast.generate_codes(["a", "bb"], 2.0, greedy, stride=0.5),
+                       ref.generate_codes(["a", "bb"], 2.0, greedy, stride=0.5))  # several windows
+    sampled = fast.generate_codes(["a"], 1.0, SamplingOptions(seed=5))
+    assert torch.equal(sampled, fast.generate_codes(["a"], 1.0, SamplingOptions(seed=5)))
+
+
+def test_backend_choices_are_checked():
+    lm = tiny_lm()
+    with pytest.raises(ValueError, match="float32 only"):
+        Backend(lm, "torch", "int8")
+    with pytest.raises(ValueError, match="needs the model on the cuda"):
+        Backend(lm, "cuda", "auto")
+    with pytest.raises(ValueError, match="backend must be"):
+        Backend(lm, "fast", "auto")
+
+
+def test_without_kernels_one_warning_then_pytorch(tmp_path):
+    """No compiler (simulated): one warning line, and the command still writes its file."""
+    env = {**os.environ, "MUSICGEN_NO_CPU_KERNELS": "1", "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "x.wav"
+    done = subprocess.run([sys.executable, "-m", "musicgen_cli", "generate", "x", "-d", "0.5", "-o", str(out)],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert out.exists()
+    assert done.stderr.count("CPU fast path unavailable, using PyTorch: MUSICGEN_NO_CPU_KERNELS is set") == 1
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="no nvcc here to check that the CUDA sampler compiles")
+def test_cuda_sampler_source_compiles(tmp_path):
+    """What NVRTC gets at run time (philox.h, then sampler.cu), compiled to PTX by nvcc."""
+    here = Path(__file__).parents[1] / "kernels"
+    source = tmp_path / "sampler.cu"
+    text = (here / "philox.h").read_text().replace("#pragma once", "") + (here / "sampler.cu").read_text()
+    source.write_text("#define __CUDACC_RTC__ 1\n" + text)
+    done = subprocess.run(["nvcc", "-arch=sm_90", "-ptx", "--fmad=false", str(source), "-o", str(tmp_path / "s.ptx")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "mg_sample_cuda" in (tmp_path / "s.ptx").read_text()
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cuda_graph_decoder_matches_reference(melody_ckpt, dtype):
+    from musicgen_cli import MusicGen
+
+    ref = MusicGen.load(str(melody_ckpt), device="cpu", backend="torch")
+    gpu = MusicGen.load(str(melody_ckpt), device="cuda", backend="cuda", dtype=dtype)
+    assert gpu.backend.graphs is not None, "the CUDA sampler did not build"
+    greedy = SamplingOptions(top_k=1)
+    got = gpu.generate_codes(["a", "bb"], 2.0, greedy, stride=0.5).cpu()
+    want = ref.generate_codes(["a", "bb"], 2.0, greedy, stride=0.5)
+    agreement = (got == want).float().mean()
+    assert agreement == 1.0 if dtype == "float32" else agreement > 0.9
+    seeded = SamplingOptions(seed=5)
+    assert torch.equal(gpu.generate_codes(["a"], 1.0, seeded), gpu.generate_codes(["a"], 1.0, seeded))
+
+
+@needs_gpu
+@needs_lib
+def test_cuda_sampler_draws_what_the_cpu_sampler_draws():
+    from kernels import cuda
+
+    kernel = cuda.compile_sampler()
+    torch.manual_seed(0)
+    logits = torch.randn(4, 4, 2048) * 3
+    opts = SamplingOptions(top_k=250, top_p=0.9, temperature=0.9, cfg=3.0, seed=11)
+    seq, known = torch.zeros(2, 4, 3, dtype=torch.long), torch.zeros(2, 4, 3, dtype=torch.bool)
+    cpu_decoder = FastDecoder.__new__(FastDecoder)
+    cpu_decoder.opts, cpu_decoder.lib, cpu_decoder.step = opts, LIB, 0
+    gpu_decoder = cuda.GraphDecoder.__new__(cuda.GraphDecoder)
+    gpu_decoder.opts, gpu_decoder.kernel = opts, kernel
+    gpu_decoder.seed_step = torch.tensor([opts.seed, 0], device="cuda")
+    gpu_decoder.col = torch.zeros(1, dtype=torch.long, device="cuda")
+    gseq, gknown = seq.cuda(), known.cuda()
+    for col in range(3):
+        cpu_decoder.sample(logits, seq, known, col)
+        gpu_decoder.sample(logits.cuda(), gseq, gknown, col)
+    assert (gseq.cpu() == seq).float().mean() > 0.99  # CUDA's exp and glibc's may differ in the last bit
