@@ -9,8 +9,6 @@ warning line and uses torch.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from musicgen_cli.generation import Decoder

@@ -90,9 +90,7 @@ SIGNATURES = {
 
 @functools.lru_cache(maxsize=None)
 def library() -> ctypes.CDLL | None:
-    try:
-        import torch  # noqa: F401  (torch's OpenMP runtime is loaded first and shared with the library)
-
+    try:  # torch (imported above) has loaded its OpenMP runtime, which the library then shares
         lib = ctypes.CDLL(str(build()))
     except (KernelUnavailable, OSError) as e:
         warnings.warn(f"CPU fast path unavailable, using PyTorch: {e}", stacklevel=2)

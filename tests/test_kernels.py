@@ -77,7 +77,7 @@ def test_fast_network_matches_reference(melody, dtype):
 
 def draws(logits, opts, n, seq_len=1):
     """n draws of the fused sampler for one (row, codebook), steps 0 .. n-1."""
-    b, k, v = 1, 1, logits.shape[-1]
+    b, k = 1, 1
     decoder = FastDecoder.__new__(FastDecoder)
     decoder.opts, decoder.lib, decoder.step = opts, LIB, 0
     out = []
