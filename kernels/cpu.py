@@ -16,11 +16,13 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
+
+from musicgen_cli.audio import atomic_target
+from musicgen_cli.errors import MusicgenError
 
 HERE = Path(__file__).parent
 SOURCES = [HERE / "cpu.cpp", HERE / "philox.h"]
@@ -65,17 +67,11 @@ def build() -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_target(target) as tmp:
         done = subprocess.run([compiler, *FLAGS, f"-I{HERE}", str(HERE / "cpu.cpp"), "-o", tmp],
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise KernelUnavailable(f"building the CPU kernels failed: {done.stderr.strip().splitlines()[-1:]}")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return target
 
 
@@ -92,7 +88,7 @@ SIGNATURES = {
 def library() -> ctypes.CDLL | None:
     try:  # torch (imported above) has loaded its OpenMP runtime, which the library then shares
         lib = ctypes.CDLL(str(build()))
-    except (KernelUnavailable, OSError) as e:
+    except (KernelUnavailable, MusicgenError, OSError) as e:  # MusicgenError: the cache cannot be written
         warnings.warn(f"CPU fast path unavailable, using PyTorch: {e}", stacklevel=2)
         return None
     for name, args in SIGNATURES.items():

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from musicgen_cli.audio import atomic_target
 from musicgen_cli.generation import Decoder
 from musicgen_cli.sampling import SamplingOptions
 
+from .backends import FastDecoder
 from .cpu import cache_dir
 from .fast_lm import FastLM
 
@@ -50,26 +51,20 @@ def compile_sampler():
     else:
         ptx, _ = _nvrtc_compile(source, "mg_sample_cuda", f"{major}{minor}", nvcc_options=options)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".ptx", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(ptx if isinstance(ptx, bytes) else ptx.encode())
-        os.replace(tmp, path)
+        with atomic_target(path) as tmp:
+            Path(tmp).write_bytes(ptx if isinstance(ptx, bytes) else ptx.encode())
     return _cuda_load_module(ptx, ["mg_sample_cuda"])["mg_sample_cuda"]
 
 
-class GraphDecoder(Decoder):
+class GraphDecoder(FastDecoder):
+    """FastDecoder's network and prefill; the sampler on the GPU, the step loop as one graph."""
+
     def __init__(self, fast: FastLM, opts: SamplingOptions, kernel):
-        super().__init__(fast.lm, opts)
-        self.fast, self.kernel = fast, kernel
+        super().__init__(fast, opts, lib=None)
+        self.kernel = kernel
         device = fast.embed.device
         self.seed_step = torch.tensor([opts.seed, 0], dtype=torch.long, device=device)  # the generator's state
         self.col = torch.zeros(1, dtype=torch.long, device=device)
-
-    def setup(self, rows: int, columns: int) -> None:
-        self.fast.setup_cache(rows, columns)
-
-    def logits(self, codes: torch.Tensor, start: int) -> torch.Tensor:
-        return self.fast(codes, start)
 
     def launch(self, logits: torch.Tensor, seq: torch.Tensor, known: torch.Tensor) -> None:
         """Draw column `self.col` of seq from logits (one launch; no host synchronisation)."""

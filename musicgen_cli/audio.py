@@ -97,7 +97,7 @@ def _default_mode(path: Path) -> int:
 
 
 @contextlib.contextmanager
-def _atomic_target(path):
+def atomic_target(path):
     """Yield a hidden temp path next to `path`; on success move it onto `path`, else delete it."""
     path = Path(path)
     try:
@@ -144,7 +144,7 @@ def write_audio(path, wav, sample_rate: int, normalization: str = "peak") -> Non
     if fmt == "MP3" and sample_rate not in MP3_SAMPLE_RATES:
         raise MusicgenError(f"mp3 cannot store {sample_rate} Hz audio; use .wav, .flac or .ogg")
     frames = np.clip(normalize(wav, sample_rate, normalization), -1.0, 1.0).T
-    with _atomic_target(path) as tmp:
+    with atomic_target(path) as tmp:
         with sf.SoundFile(tmp, "w", sample_rate, frames.shape[1], subtype, format=fmt,
                           **_ENCODER_OPTIONS.get(path.suffix.lower(), {})) as f:
             for start in range(0, len(frames), BLOCK_FRAMES):
@@ -153,7 +153,7 @@ def write_audio(path, wav, sample_rate: int, normalization: str = "peak") -> Non
 
 def write_json(path, obj) -> None:
     """Write `obj` as indented JSON to `path`, atomically."""
-    with _atomic_target(path) as tmp:
+    with atomic_target(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2, ensure_ascii=False)
             f.write("\n")
