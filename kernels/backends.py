@@ -1,7 +1,7 @@
 """Which decode path runs: `--backend auto|torch|cpu|cuda` and `--dtype auto|float32|bfloat16|int8`.
 
 - torch: the plain PyTorch reference (musicgen_cli/generation.py's Decoder), float32;
-- cpu:   FastLM through the C++ kernels and the fused C++ sampler (kernels/cpu.cpp);
+- cpu:   FastLM through the C++ kernels and the fused C++ sampler (kernels/decode_step.cpp, sampler.cpp);
 - cuda:  FastLM with the whole decode step, fused sampler included, captured as one CUDA graph.
 `auto` takes cuda on a GPU and cpu otherwise; when that path cannot be built it says so in one
 warning line and uses torch.

@@ -1,4 +1,4 @@
-"""The CPU kernels (kernels/cpu.cpp): built once with the system's C++ compiler, cached, loaded by ctypes.
+"""The CPU kernels (decode_step.cpp, gemv.h, sampler.cpp): built once with the system's C++ compiler, cached, loaded by ctypes.
 
 `library()` returns the loaded library, or None after one warning line when it cannot be had
 (no compiler, not an x86-64 CPU with AVX2 and FMA, a failed build); callers then use PyTorch.
@@ -25,7 +25,8 @@ from musicgen_cli.audio import atomic_target
 from musicgen_cli.errors import MusicgenError
 
 HERE = Path(__file__).parent
-SOURCES = [HERE / "cpu.cpp", HERE / "philox.h"]
+UNITS = [HERE / "decode_step.cpp", HERE / "sampler.cpp"]  # compiled together into one library
+SOURCES = [*UNITS, HERE / "gemv.h", HERE / "vecmath.h", HERE / "philox.h"]
 FLAGS = ["-O3", "-std=c++17", "-mavx2", "-mfma", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC"]
 
 
@@ -53,7 +54,7 @@ def _cpu_supported() -> None:
 
 
 def build() -> Path:
-    """Compile cpu.cpp (or find it already compiled) and return the shared library's path."""
+    """Compile the kernels (or find it already compiled) and return the shared library's path."""
     if os.environ.get("MUSICGEN_NO_CPU_KERNELS"):
         raise KernelUnavailable("MUSICGEN_NO_CPU_KERNELS is set")
     _cpu_supported()
@@ -68,7 +69,7 @@ def build() -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_target(target) as tmp:
-        done = subprocess.run([compiler, *FLAGS, f"-I{HERE}", str(HERE / "cpu.cpp"), "-o", tmp],
+        done = subprocess.run([compiler, *FLAGS, f"-I{HERE}", *map(str, UNITS), "-o", tmp],
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise KernelUnavailable(f"building the CPU kernels failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -81,6 +82,7 @@ SIGNATURES = {
     "mg_linear_bf16": [P, I, I, P, I, P],
     "mg_linear_i8": [P, I, I, P, P, I, P],
     "mg_sample": [P, I, I, I, I, F, F, I, F, I, U64, U64, P, P, I, I],
+    "mg_step": [I, P, P, F, P, I, P],
 }
 
 
@@ -94,7 +96,7 @@ def library() -> ctypes.CDLL | None:
     for name, args in SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes = args
-        fn.restype = ctypes.c_int if name.startswith("mg_linear") else None
+        fn.restype = None if name == "mg_sample" else ctypes.c_int
     return lib
 
 

@@ -3,10 +3,12 @@
 - the self-attention q, k and v projections are one product (one pass over their weights);
 - the K codebook embeddings are one table and the K output heads one product;
 - weights are float32, bfloat16 or int8 with a float32 scale per output row (symmetric,
-  round-to-nearest), and on the CPU go through kernels/cpu.cpp, which reads each weight once for
+  round-to-nearest), and on the CPU go through kernels/gemv.h, which reads each weight once for
   every row of the step (the guidance rows included);
 - one static KV cache [layers, rows, heads, length, head_dim] for every layer, written at
-  positions held in a tensor, so that a step has fixed shapes and can be captured as a CUDA graph.
+  positions held in a tensor, so that a step has fixed shapes and can be captured as a CUDA graph;
+- on the CPU, a decode step (one new column) is one call into kernels/decode_step.cpp, which runs
+  every layer, norms, attention and GELU included; a prefill goes through PyTorch.
 
 It reads the conditioning (cross-attention keys and values, or a melody model's prefix) that
 `MusicGenLM.set_conditioning` computed, so both paths always see the same conditioning.
@@ -22,13 +24,18 @@ from musicgen_cli.lm import MusicGenLM, sinusoidal_positions
 from . import cpu
 
 DTYPES = ("float32", "bfloat16", "int8")
+# decode_step.cpp's pointer table: these entries per layer (its `Slot` order), then FINAL_SLOTS
+LAYER_SLOTS = ("norm1_w", "norm1_b", "qkv", "qkv_s", "out", "out_s",
+               "norm2_w", "norm2_b", "cross_q", "cross_q_s", "cross_out", "cross_out_s", "cross_k", "cross_v",
+               "norm3_w", "norm3_b", "fc1", "fc1_s", "fc2", "fc2_s", "cache_k", "cache_v")
+FINAL_SLOTS = ("norm_w", "norm_b", "heads", "heads_s", "cross_mask")
 
 
 class Weight:
     """One linear layer's weight [N, K] in the chosen dtype; `self(x)` is x @ weight.T."""
 
     def __init__(self, w: torch.Tensor, dtype: str, lib):
-        # cpu.cpp reads rows in 32-byte chunks and sums int8 products in int32 (exact up to 8192 wide)
+        # gemv.h reads rows in 32-byte chunks and sums int8 products in int32 (exact up to 8192 wide)
         fits = w.shape[1] % cpu.CHUNK[dtype] == 0 and w.shape[1] <= 8192
         self.lib = lib if w.device.type == "cpu" and fits else None
         self.scale = None
@@ -80,6 +87,9 @@ class FastLM:
         self.embed = torch.cat([e.weight for e in lm.embed_tokens]).to(self.act)  # [K * (card + 1), dim]
         self.offsets = torch.arange(self.cfg.num_codebooks, device=device)[None, :, None] * card
         self.k = self.v = None
+        self.dtype, self.lib = dtype, lib
+        self.fused = self.fused_step_fits()
+        self.step_table = None  # decode_step.cpp's pointers, for the current cache and conditioning
 
     def setup_cache(self, rows: int, columns: int) -> None:
         """Room for `columns` columns of tokens after the conditioning prefix (melody models)."""
@@ -88,6 +98,7 @@ class FastLM:
         device = self.embed.device
         self.k = torch.zeros(shape, dtype=self.act, device=device)
         self.v = torch.zeros(shape, dtype=self.act, device=device)
+        self.step_table = None
 
     def positions(self, start: int, columns: int) -> torch.Tensor:
         """Cache positions of columns start .. start + columns - 1 (the prefix comes first)."""
@@ -98,6 +109,8 @@ class FastLM:
     def __call__(self, codes: torch.Tensor, start: int) -> torch.Tensor:
         """codes [R, K, S] at columns start .. start + S - 1 -> logits [R, K, card] after the last one."""
         positions = self.positions(start, codes.shape[2])
+        if start > 0 and codes.shape[2] == 1 and self.fused:
+            return self.step(codes, int(positions[0]))
         return self.forward(codes, positions, upto=int(positions[-1]) + 1)
 
     def forward(self, codes: torch.Tensor, positions: torch.Tensor, upto: int | None = None) -> torch.Tensor:
@@ -131,6 +144,73 @@ class FastLM:
             x = x + w["fc2"](F.gelu(w["fc1"](layer_norm(x, layer.final_layer_norm))))
         logits = self.heads(layer_norm(x[:, -1], lm.layer_norm))  # [R, K * card]
         return logits.view(rows, cfg.num_codebooks, cfg.card).float()
+
+
+    def fused_step_fits(self) -> bool:
+        """Whether decode steps can go through decode_step.cpp: every weight through the C++
+        products, head width a multiple of 8 (the kernels' register width), one norm epsilon."""
+        if self.lib is None or self.act != torch.float32:
+            return False
+        weights = [self.heads, *(w for layer in self.layers for w in layer.values())]
+        norms = [m for m in self.lm.modules() if isinstance(m, torch.nn.LayerNorm)]
+        c = self.cfg
+        return (all(w.lib is not None for w in weights) and (c.dim // c.num_heads) % 8 == 0
+                and len({m.eps for m in norms}) == 1)
+
+    def step(self, codes: torch.Tensor, position: int) -> torch.Tensor:
+        """One decode step through decode_step.cpp: codes [R, K, 1] at cache `position`."""
+        lm = self.lm
+        if self.step_table is None or self.step_table[0] is not lm.layers[0].cross_kv:
+            self.step_table = (lm.layers[0].cross_kv, *self.bind())
+        _, table, dims, _ = self.step_table
+        x = F.embedding(codes[:, :, 0] + self.offsets[:, :, 0], self.embed).sum(dim=1)  # [R, dim]
+        x = (x + sinusoidal_positions(torch.tensor([position]), self.cfg.dim)).contiguous()
+        logits = torch.empty(x.shape[0], self.cfg.num_codebooks * self.cfg.card)
+        eps = lm.layer_norm.eps
+        if self.lib.mg_step(DTYPES.index(self.dtype), table.data_ptr(), dims.data_ptr(), eps, x.data_ptr(), position,
+                            logits.data_ptr()):
+            raise ValueError("the decode step's shapes do not suit the CPU kernels")
+        return logits.view(x.shape[0], self.cfg.num_codebooks, self.cfg.card)
+
+    def bind(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """decode_step.cpp's pointer table and dimensions for the current cache and conditioning,
+        and the tensors it points to (to be kept alive with it)."""
+        lm, c = self.lm, self.cfg
+        keep: list[torch.Tensor] = []
+
+        def ptr(t: torch.Tensor | None) -> int:
+            if t is None:
+                return 0
+            t = t.detach().float().contiguous()
+            keep.append(t)
+            return t.data_ptr()
+
+        def weight(w: Weight | None) -> list[int]:
+            return [0, 0] if w is None else [w.w.data_ptr(), ptr(w.scale)]
+
+        def norm(m: torch.nn.LayerNorm | None) -> list[int]:
+            return [0, 0] if m is None else [ptr(m.weight), ptr(m.bias)]
+
+        table: list[int] = []
+        cross_len = 0
+        for i, (layer, w) in enumerate(zip(lm.layers, self.layers)):
+            cross_k = cross_v = None
+            if layer.cross:
+                cross_k, cross_v = layer.cross_kv
+                cross_len = cross_k.shape[2]
+            entry = [*norm(layer.self_attn_layer_norm), *weight(w["qkv"]), *weight(w["out"]),
+                     *norm(layer.encoder_attn_layer_norm if layer.cross else None), *weight(w.get("cross_q")),
+                     *weight(w.get("cross_out")), ptr(cross_k), ptr(cross_v),
+                     *norm(layer.final_layer_norm), *weight(w["fc1"]), *weight(w["fc2"]),
+                     self.k[i].data_ptr(), self.v[i].data_ptr()]
+            assert len(entry) == len(LAYER_SLOTS)
+            table += entry
+        mask = None if lm.cross_mask is None or cross_len == 0 else lm.cross_mask.reshape(-1, cross_len)
+        table += [*norm(lm.layer_norm), *weight(self.heads), ptr(mask)]
+        rows = self.k.shape[1]
+        dims = torch.tensor([rows, c.dim, c.num_heads, c.ffn_dim, c.num_layers, self.k.shape[3], cross_len,
+                             c.num_codebooks * c.card], dtype=torch.int32)
+        return torch.tensor(table, dtype=torch.int64), dims, keep
 
 
 def layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:

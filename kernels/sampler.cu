@@ -1,4 +1,4 @@
-// Fused sampler for the CUDA backend: the GPU twin of mg_sample/draw in kernels/cpu.cpp.
+// Fused sampler for the CUDA backend: the GPU twin of mg_sample/draw in kernels/sampler.cpp.
 // Compiled at run time with NVRTC (--fmad=false); the loader pastes philox.h in front of this text,
 // so mg_uniform, u32 and u64 are defined above. No other includes.
 //
@@ -6,7 +6,7 @@
 // Dynamic shared memory, in bytes: 8*P + 2*V, P = the smallest power of two >= V
 //   (V = 2048: 20480; V = 4096: 40960), plus 256 bytes of static shared memory.
 //
-// Per block, as in cpu.cpp:
+// Per block, as in sampler.cpp:
 //   guidance      l = n + (c - n) * cfg in float, explicit _rn intrinsics (no FMA contraction)
 //   greedy        argmax over l, first index on ties (std::max_element)
 //   temperature   l / temperature (float division)
@@ -16,7 +16,7 @@
 //                 exactly as draw does, so the sums (and so the draw) are those of the CPU, provided
 //                 CUDA's double exp() and glibc's std::exp agree (both within 1 ulp, nearly always equal).
 // cfg, temperature and top_p arrive as double but the CPU takes them as C float: rounded to float first.
-// NaN logits (e.g. guidance of two -inf logits) are dropped as cpu.cpp's `l[i] >= kth` filter drops them:
+// NaN logits (e.g. guidance of two -inf logits) are dropped as sampler.cpp's `l[i] >= kth` filter drops them:
 // they sort as (-inf, MG_DROP | index), after every real entry, and are never kept. Greedy follows
 // std::max_element: NaNs are skipped, unless l[0] is NaN, which then wins.
 // Shared memory layout: slot[P] (u64): first (float value bits << 32 | index) sort keys, then, for the

@@ -55,7 +55,7 @@ def tiny_lm(melody=False, seed=0) -> MusicGenLM:
 @pytest.mark.parametrize("melody", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
 def test_fast_network_matches_reference(melody, dtype):
-    """Prefill then single steps, cache read up to the position (CPU) and in full with a mask
+    """Prefill then single steps, the CPU's fused step (decode_step.cpp) and the cache read in full with a mask
     (the fixed-shape form the CUDA graph captures): the reference's logits, within the dtype's error."""
     lm = tiny_lm(melody)
     codes = torch.randint(0, lm.cfg.card + 1, (4, 4, 12))
@@ -63,6 +63,7 @@ def test_fast_network_matches_reference(melody, dtype):
     ref = [lm(codes[:, :, :3], 0, last_only=True)[:, :, -1]]
     ref += [lm(codes[:, :, c : c + 1], c, last_only=True)[:, :, -1] for c in range(3, 12)]
     fast = FastLM(lm, dtype)
+    assert fast.fused == (LIB is not None)  # dynamic single steps: one decode_step.cpp call each
     for static in (False, True):
         fast.setup_cache(4, 12)
         got = [fast(codes[:, :, :3], 0)]

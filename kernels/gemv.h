@@ -1,23 +1,16 @@
-// CPU fast path: matrix-vector products that read each weight once for all rows (the guidance
-// rows share one pass over the weights), with fp32, bf16 or int8 (per-output-row scale) weights,
-// and the fused sampler. Compiled at run time by kernels/cpu.py (g++ -O3 -mavx2 -mfma -fopenmp)
-// and called through ctypes; all arrays are contiguous, row-major.
+// Matrix-vector products that read each weight once for all input rows (the guidance rows share
+// one pass over the weights): fp32, bf16, or int8 weights with a float32 scale per output row.
+// All arrays are contiguous, row-major.
+#pragma once
 #include <immintrin.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
-#include "philox.h"
+#include "vecmath.h"
 
-namespace {
-
-inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+namespace mg {
 
 // Each weight type reads one 32-byte chunk of a weight row per step and multiplies it with the
 // matching chunk of every input row, prepared once per call in the layout the chunk needs. The bf16
@@ -134,84 +127,4 @@ int linear(const float* x, int M, int K, const typename T::W* w, const float* ws
     return 0;
 }
 
-struct Kept {
-    float logit;
-    int token;
-};
-
-// One (row, codebook): guided, tempered logits in `l` [V] -> a token (see mg_sample).
-int draw(std::vector<float>& l, int top_k, float top_p, double u, std::vector<Kept>& kept) {
-    const int V = (int)l.size();
-    float kth = -INFINITY;
-    if (top_k > 0 && top_k < V) {
-        std::vector<float> tmp(l);
-        std::nth_element(tmp.begin(), tmp.begin() + (top_k - 1), tmp.end(), std::greater<float>());
-        kth = tmp[top_k - 1];
-    }
-    kept.clear();
-    for (int i = 0; i < V; ++i)
-        if (l[i] >= kth) kept.push_back({l[i], i});
-    std::sort(kept.begin(), kept.end(), [](const Kept& a, const Kept& b) {
-        return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
-    });
-    const double top = kept[0].logit;
-    std::vector<double> p(kept.size());
-    double z = 0.0;
-    for (size_t i = 0; i < kept.size(); ++i) z += (p[i] = std::exp((double)kept[i].logit - top));
-    size_t n = kept.size();
-    if (top_p > 0.0f && top_p < 1.0f) {  // keep a token while the mass ranked above it is < top_p
-        double before = 0.0;
-        for (n = 0; n < kept.size() && before / z < top_p; ++n) before += p[n];
-    }
-    double total = 0.0;
-    for (size_t i = 0; i < n; ++i) total += p[i];
-    const double target = u * total;
-    double cum = 0.0;
-    for (size_t i = 0; i < n; ++i) {
-        cum += p[i];
-        if (target < cum) return kept[i].token;
-    }
-    return kept[n - 1].token;
-}
-
-}  // namespace
-
-extern "C" {
-
-int mg_linear_f32(const float* x, int M, int K, const float* w, int N, float* y) {
-    return linear<F32>(x, M, K, w, nullptr, N, y);
-}
-int mg_linear_bf16(const float* x, int M, int K, const uint16_t* w, int N, float* y) {
-    return linear<BF16>(x, M, K, w, nullptr, N, y);
-}
-int mg_linear_i8(const float* x, int M, int K, const int8_t* w, const float* scale, int N, float* y) {
-    return linear<I8>(x, M, K, w, scale, N, y);
-}
-
-// Guidance, temperature, top-k, top-p and a seeded draw for every (batch row b, codebook k), the
-// token written into column `col` of seq [B, K, T] unless known[b, k, col] (prompt or special).
-// logits: [R, K, V] with R = 2B under guidance (conditional rows, then unconditional), else B.
-// greedy: argmax of the guided logits (first index on ties), no draw.
-void mg_sample(const float* logits, int B, int K, int V, int guided, float cfg, float temperature, int top_k,
-               float top_p, int greedy, uint64_t seed, uint64_t step, int64_t* seq, const uint8_t* known, int T,
-               int col) {
-    std::vector<float> l(V);
-    std::vector<Kept> kept;
-    kept.reserve(V);
-    for (int b = 0; b < B; ++b)
-        for (int k = 0; k < K; ++k) {
-            const long cell = ((long)b * K + k) * T + col;
-            if (known[cell]) continue;
-            const float* c = logits + ((long)b * K + k) * V;
-            const float* n = logits + ((long)(b + B) * K + k) * V;
-            for (int i = 0; i < V; ++i) l[i] = guided ? n[i] + (c[i] - n[i]) * cfg : c[i];
-            if (greedy) {
-                seq[cell] = std::max_element(l.begin(), l.end()) - l.begin();
-                continue;
-            }
-            for (int i = 0; i < V; ++i) l[i] = l[i] / temperature;
-            seq[cell] = draw(l, top_k, top_p, mg_uniform(seed, step, (uint32_t)b, (uint32_t)k), kept);
-        }
-}
-
-}  // extern "C"
+}  // namespace mg

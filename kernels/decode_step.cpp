@@ -1,0 +1,169 @@
+// The CPU fast path's entry points: the matrix-vector products on their own (mg_linear_*), and the
+// whole decode step of the LM in one call (mg_step): every layer's norms, products, attention over
+// the KV cache and the text, GELU and residual adds, then the output heads, for one new token per
+// row. kernels/fast_lm.py packs the weights and passes a table of pointers (the Slot order below).
+// Compiled at run time by kernels/cpu.py with sampler.cpp and called through ctypes.
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "gemv.h"
+
+namespace {
+
+using namespace mg;
+
+// One layer's entries in the pointer table; kernels/fast_lm.py (LAYER_SLOTS) writes them in this
+// order. The *_S entries are int8 weights' per-row scales (null otherwise); the cross-attention
+// entries are null for melody models, which have no cross-attention.
+enum Slot {
+    NORM1_W, NORM1_B, QKV, QKV_S, OUT, OUT_S,
+    NORM2_W, NORM2_B, CROSS_Q, CROSS_Q_S, CROSS_OUT, CROSS_OUT_S, CROSS_K, CROSS_V,
+    NORM3_W, NORM3_B, FC1, FC1_S, FC2, FC2_S,
+    CACHE_K, CACHE_V, LAYER_SLOTS
+};
+enum FinalSlot { NORM_W, NORM_B, HEADS, HEADS_S, CROSS_MASK };  // after the layers' entries
+
+struct Dims {  // int32[8], as kernels/fast_lm.py writes it
+    int rows, dim, heads, ffn, layers, cache_len, cross_len, out;
+};
+
+void layer_norm(const float* x, int R, int D, const float* w, const float* b, float eps, float* out) {
+    for (int r = 0; r < R; ++r) {
+        const float* xr = x + (long)r * D;
+        double sum = 0.0, sq = 0.0;
+        for (int i = 0; i < D; ++i) sum += xr[i];
+        const float mean = (float)(sum / D);
+        for (int i = 0; i < D; ++i) sq += (double)(xr[i] - mean) * (xr[i] - mean);
+        const float rstd = (float)(1.0 / std::sqrt(sq / D + eps));
+        for (int i = 0; i < D; ++i) out[(long)r * D + i] = (xr[i] - mean) * rstd * w[i] + b[i];
+    }
+}
+
+// For every row r and head h: out[r, h] = softmax_j(q[r, h] . K[j] / sqrt(hd) + mask[r, j]) V[j]
+// over j < n, where q[r, h] starts at q + r * qstride + h * hd and the (r, h) keys and values are
+// rows of hd floats from (r * H + h) * kvstride. hd is a multiple of 8.
+void attention(const float* q, long qstride, const float* K, const float* V, long kvstride, int n,
+               const float* mask, long maskstride, int R, int H, int hd, float* out) {
+    const float scale = 1.0f / std::sqrt((float)hd);
+#pragma omp parallel
+    {
+        std::vector<float> s(n + 8);
+#pragma omp for schedule(static)
+        for (int task = 0; task < R * H; ++task) {
+            const int r = task / H, h = task % H;
+            const float* qv = q + r * qstride + (long)h * hd;
+            const float* k = K + task * kvstride;
+            const float* v = V + task * kvstride;
+            float top = -INFINITY;
+            for (int j = 0; j < n; ++j) {
+                __m256 acc = _mm256_setzero_ps();
+                for (int d = 0; d < hd; d += 8)
+                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(qv + d), _mm256_loadu_ps(k + (long)j * hd + d), acc);
+                s[j] = hsum(acc) * scale + (mask ? mask[r * maskstride + j] : 0.0f);
+                top = std::max(top, s[j]);
+            }
+            std::fill(s.begin() + n, s.end(), -INFINITY);
+            __m256 total = _mm256_setzero_ps();
+            for (int j = 0; j < n; j += 8) {
+                __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(&s[j]), _mm256_set1_ps(top)));
+                _mm256_storeu_ps(&s[j], e);
+                total = _mm256_add_ps(total, e);
+            }
+            const __m256 inv = _mm256_set1_ps(1.0f / hsum(total));
+            float* o = out + (long)r * H * hd + (long)h * hd;
+            for (int d0 = 0; d0 < hd; d0 += 64) {  // 64 output dims (8 registers) per pass over V
+                const int width = std::min(64, hd - d0) / 8;
+                __m256 acc[8];
+                for (int u = 0; u < 8; ++u) acc[u] = _mm256_setzero_ps();
+                for (int j = 0; j < n; ++j) {
+                    const __m256 p = _mm256_set1_ps(s[j]);
+                    for (int u = 0; u < width; ++u)
+                        acc[u] = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + (long)j * hd + d0 + 8 * u), acc[u]);
+                }
+                for (int u = 0; u < width; ++u) _mm256_storeu_ps(o + d0 + 8 * u, _mm256_mul_ps(acc[u], inv));
+            }
+        }
+    }
+}
+
+template <typename T>
+int step(const void* const* table, const Dims& d, float eps, float* x, int pos, float* logits) {
+    const int R = d.rows, D = d.dim, H = d.heads, hd = D / H, F = d.ffn;
+    if (D % H || hd % 8 || F % 8 || pos < 0 || pos >= d.cache_len) return 1;
+    std::vector<float> h((size_t)R * D), wide((size_t)R * std::max(3 * D, F)), att((size_t)R * D), y((size_t)R * D);
+    int err = 0;
+    auto f = [](const void* p) { return static_cast<const float*>(p); };
+    auto product = [&](const float* in, int K, const void* w, const void* scale, int N, float* out) {
+        err |= linear<T>(in, R, K, static_cast<const typename T::W*>(w), f(scale), N, out);
+    };
+    auto add_y = [&]() {
+        for (long i = 0; i < (long)R * D; ++i) x[i] += y[i];
+    };
+    for (int l = 0; l < d.layers && !err; ++l) {
+        const void* const* s = table + (long)l * LAYER_SLOTS;
+        // self-attention: the new keys and values go into the cache at `pos`, then attend to 0 .. pos
+        layer_norm(x, R, D, f(s[NORM1_W]), f(s[NORM1_B]), eps, h.data());
+        product(h.data(), D, s[QKV], s[QKV_S], 3 * D, wide.data());  // [R, q | k | v]
+        float* cache_k = static_cast<float*>(const_cast<void*>(s[CACHE_K]));
+        float* cache_v = static_cast<float*>(const_cast<void*>(s[CACHE_V]));
+        const long kvstride = (long)d.cache_len * hd;
+        for (int r = 0; r < R; ++r)
+            for (int head = 0; head < H; ++head) {
+                const float* kv = wide.data() + (long)r * 3 * D + (long)head * hd;
+                const long at = (r * H + head) * kvstride + (long)pos * hd;
+                std::copy(kv + D, kv + D + hd, cache_k + at);
+                std::copy(kv + 2 * D, kv + 2 * D + hd, cache_v + at);
+            }
+        attention(wide.data(), 3 * D, cache_k, cache_v, kvstride, pos + 1, nullptr, 0, R, H, hd, att.data());
+        product(att.data(), D, s[OUT], s[OUT_S], D, y.data());
+        add_y();
+        if (s[CROSS_Q]) {  // cross-attention to the text's keys and values [R, H, cross_len, hd]
+            layer_norm(x, R, D, f(s[NORM2_W]), f(s[NORM2_B]), eps, h.data());
+            product(h.data(), D, s[CROSS_Q], s[CROSS_Q_S], D, wide.data());
+            const float* mask = f(table[(long)d.layers * LAYER_SLOTS + CROSS_MASK]);
+            attention(wide.data(), D, f(s[CROSS_K]), f(s[CROSS_V]), (long)d.cross_len * hd, d.cross_len, mask,
+                      d.cross_len, R, H, hd, att.data());
+            product(att.data(), D, s[CROSS_OUT], s[CROSS_OUT_S], D, y.data());
+            add_y();
+        }
+        layer_norm(x, R, D, f(s[NORM3_W]), f(s[NORM3_B]), eps, h.data());
+        product(h.data(), D, s[FC1], s[FC1_S], F, wide.data());
+        for (long i = 0; i < (long)R * F; i += 8) _mm256_storeu_ps(&wide[i], gelu8(_mm256_loadu_ps(&wide[i])));
+        product(wide.data(), F, s[FC2], s[FC2_S], D, y.data());
+        add_y();
+    }
+    const void* const* last = table + (long)d.layers * LAYER_SLOTS;
+    layer_norm(x, R, D, f(last[NORM_W]), f(last[NORM_B]), eps, h.data());
+    product(h.data(), D, last[HEADS], last[HEADS_S], d.out, logits);
+    return err;
+}
+
+}  // namespace
+
+extern "C" {
+
+int mg_linear_f32(const float* x, int M, int K, const float* w, int N, float* y) {
+    return linear<F32>(x, M, K, w, nullptr, N, y);
+}
+int mg_linear_bf16(const float* x, int M, int K, const uint16_t* w, int N, float* y) {
+    return linear<BF16>(x, M, K, w, nullptr, N, y);
+}
+int mg_linear_i8(const float* x, int M, int K, const int8_t* w, const float* scale, int N, float* y) {
+    return linear<I8>(x, M, K, w, scale, N, y);
+}
+
+// One decode step: x [rows, dim] (token embeddings plus position) at cache position `pos` ->
+// logits [rows, out]; x is overwritten (it carries the residual stream). dtype: 0 float32,
+// 1 bfloat16, 2 int8 weights. Returns 0, or 1 when the shapes do not suit the kernels.
+int mg_step(int dtype, const void* const* table, const int* dims, float eps, float* x, int pos, float* logits) {
+    const Dims d{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7]};
+    switch (dtype) {
+        case 0: return step<F32>(table, d, eps, x, pos, logits);
+        case 1: return step<BF16>(table, d, eps, x, pos, logits);
+        case 2: return step<I8>(table, d, eps, x, pos, logits);
+        default: return 1;
+    }
+}
+
+}  // extern "C"
