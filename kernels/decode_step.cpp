@@ -5,6 +5,7 @@
 // Compiled at run time by kernels/cpu.py with sampler.cpp and called through ctypes.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "gemv.h"
@@ -24,9 +25,25 @@ enum Slot {
 };
 enum FinalSlot { NORM_W, NORM_B, HEADS, HEADS_S, CROSS_MASK };  // after the layers' entries
 
-struct Dims {  // int32[8], as kernels/fast_lm.py writes it
-    int rows, dim, heads, ffn, layers, cache_len, cross_len, out;
+struct Dims {  // int32[9], as kernels/fast_lm.py writes it
+    int rows, dim, heads, ffn, layers, cache_len, cross_len, out, cache_bf16;
 };
+
+// The KV cache holds float32, or bfloat16 (the high half of a float32) for the lossy dtypes: half
+// the bytes for attention to read late in a window.
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+inline void store(const float* from, int n, float* to) { std::copy(from, from + n, to); }
+inline void store(const float* from, int n, uint16_t* to) {  // round to nearest even
+    for (int i = 0; i < n; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, from + i, 4);
+        to[i] = (uint16_t)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+    }
+}
 
 void layer_norm(const float* x, int R, int D, const float* w, const float* b, float eps, float* out) {
     for (int r = 0; r < R; ++r) {
@@ -43,7 +60,8 @@ void layer_norm(const float* x, int R, int D, const float* w, const float* b, fl
 // For every row r and head h: out[r, h] = softmax_j(q[r, h] . K[j] / sqrt(hd) + mask[r, j]) V[j]
 // over j < n, where q[r, h] starts at q + r * qstride + h * hd and the (r, h) keys and values are
 // rows of hd floats from (r * H + h) * kvstride. hd is a multiple of 8.
-void attention(const float* q, long qstride, const float* K, const float* V, long kvstride, int n,
+template <typename KV>
+void attention(const float* q, long qstride, const KV* K, const KV* V, long kvstride, int n,
                const float* mask, long maskstride, int R, int H, int hd, float* out) {
     const float scale = 1.0f / std::sqrt((float)hd);
 #pragma omp parallel
@@ -53,13 +71,13 @@ void attention(const float* q, long qstride, const float* K, const float* V, lon
         for (int task = 0; task < R * H; ++task) {
             const int r = task / H, h = task % H;
             const float* qv = q + r * qstride + (long)h * hd;
-            const float* k = K + task * kvstride;
-            const float* v = V + task * kvstride;
+            const KV* k = K + task * kvstride;
+            const KV* v = V + task * kvstride;
             float top = -INFINITY;
             for (int j = 0; j < n; ++j) {
                 __m256 acc = _mm256_setzero_ps();
                 for (int d = 0; d < hd; d += 8)
-                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(qv + d), _mm256_loadu_ps(k + (long)j * hd + d), acc);
+                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(qv + d), load8(k + (long)j * hd + d), acc);
                 s[j] = hsum(acc) * scale + (mask ? mask[r * maskstride + j] : 0.0f);
                 top = std::max(top, s[j]);
             }
@@ -79,12 +97,27 @@ void attention(const float* q, long qstride, const float* K, const float* V, lon
                 for (int j = 0; j < n; ++j) {
                     const __m256 p = _mm256_set1_ps(s[j]);
                     for (int u = 0; u < width; ++u)
-                        acc[u] = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + (long)j * hd + d0 + 8 * u), acc[u]);
+                        acc[u] = _mm256_fmadd_ps(p, load8(v + (long)j * hd + d0 + 8 * u), acc[u]);
                 }
                 for (int u = 0; u < width; ++u) _mm256_storeu_ps(o + d0 + 8 * u, _mm256_mul_ps(acc[u], inv));
             }
         }
     }
+}
+
+// qkv [R, q | k | v]: the new keys and values go into the cache at `pos`, then q attends to 0 .. pos.
+template <typename KV>
+void self_attention(const Dims& d, int pos, const float* qkv, KV* cache_k, KV* cache_v, float* out) {
+    const int D = d.dim, H = d.heads, hd = D / H;
+    const long kvstride = (long)d.cache_len * hd;
+    for (int r = 0; r < d.rows; ++r)
+        for (int head = 0; head < H; ++head) {
+            const float* kv = qkv + (long)r * 3 * D + (long)head * hd;
+            const long at = (r * H + head) * kvstride + (long)pos * hd;
+            store(kv + D, hd, cache_k + at);
+            store(kv + 2 * D, hd, cache_v + at);
+        }
+    attention(qkv, 3 * D, cache_k, cache_v, kvstride, pos + 1, (const float*)nullptr, 0, d.rows, H, hd, out);
 }
 
 template <typename T>
@@ -102,20 +135,14 @@ int step(const void* const* table, const Dims& d, float eps, float* x, int pos, 
     };
     for (int l = 0; l < d.layers && !err; ++l) {
         const void* const* s = table + (long)l * LAYER_SLOTS;
-        // self-attention: the new keys and values go into the cache at `pos`, then attend to 0 .. pos
         layer_norm(x, R, D, f(s[NORM1_W]), f(s[NORM1_B]), eps, h.data());
         product(h.data(), D, s[QKV], s[QKV_S], 3 * D, wide.data());  // [R, q | k | v]
-        float* cache_k = static_cast<float*>(const_cast<void*>(s[CACHE_K]));
-        float* cache_v = static_cast<float*>(const_cast<void*>(s[CACHE_V]));
-        const long kvstride = (long)d.cache_len * hd;
-        for (int r = 0; r < R; ++r)
-            for (int head = 0; head < H; ++head) {
-                const float* kv = wide.data() + (long)r * 3 * D + (long)head * hd;
-                const long at = (r * H + head) * kvstride + (long)pos * hd;
-                std::copy(kv + D, kv + D + hd, cache_k + at);
-                std::copy(kv + 2 * D, kv + 2 * D + hd, cache_v + at);
-            }
-        attention(wide.data(), 3 * D, cache_k, cache_v, kvstride, pos + 1, nullptr, 0, R, H, hd, att.data());
+        void* cache_k = const_cast<void*>(s[CACHE_K]);
+        void* cache_v = const_cast<void*>(s[CACHE_V]);
+        if (d.cache_bf16)
+            self_attention(d, pos, wide.data(), static_cast<uint16_t*>(cache_k), static_cast<uint16_t*>(cache_v), att.data());
+        else
+            self_attention(d, pos, wide.data(), static_cast<float*>(cache_k), static_cast<float*>(cache_v), att.data());
         product(att.data(), D, s[OUT], s[OUT_S], D, y.data());
         add_y();
         if (s[CROSS_Q]) {  // cross-attention to the text's keys and values [R, H, cross_len, hd]
@@ -157,7 +184,7 @@ int mg_linear_i8(const float* x, int M, int K, const int8_t* w, const float* sca
 // logits [rows, out]; x is overwritten (it carries the residual stream). dtype: 0 float32,
 // 1 bfloat16, 2 int8 weights. Returns 0, or 1 when the shapes do not suit the kernels.
 int mg_step(int dtype, const void* const* table, const int* dims, float eps, float* x, int pos, float* logits) {
-    const Dims d{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7]};
+    const Dims d{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], dims[7], dims[8]};
     switch (dtype) {
         case 0: return step<F32>(table, d, eps, x, pos, logits);
         case 1: return step<BF16>(table, d, eps, x, pos, logits);

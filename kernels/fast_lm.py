@@ -7,6 +7,8 @@
   every row of the step (the guidance rows included);
 - one static KV cache [layers, rows, heads, length, head_dim] for every layer, written at
   positions held in a tensor, so that a step has fixed shapes and can be captured as a CUDA graph;
+  on the CPU it holds bfloat16 for the bfloat16 and int8 dtypes (attention late in a window reads
+  half the bytes), float32 for float32;
 - on the CPU, a decode step (one new column) is one call into kernels/decode_step.cpp, which runs
   every layer, norms, attention and GELU included; a prefill goes through PyTorch.
 
@@ -89,6 +91,7 @@ class FastLM:
         self.k = self.v = None
         self.dtype, self.lib = dtype, lib
         self.fused = self.fused_step_fits()
+        self.cache_dtype = torch.bfloat16 if dtype != "float32" and self.fused else self.act
         self.step_table = None  # decode_step.cpp's pointers, for the current cache and conditioning
 
     def setup_cache(self, rows: int, columns: int) -> None:
@@ -96,8 +99,8 @@ class FastLM:
         c = self.cfg
         shape = (c.num_layers, rows, c.num_heads, self.lm.prefix_len + columns, c.dim // c.num_heads)
         device = self.embed.device
-        self.k = torch.zeros(shape, dtype=self.act, device=device)
-        self.v = torch.zeros(shape, dtype=self.act, device=device)
+        self.k = torch.zeros(shape, dtype=self.cache_dtype, device=device)
+        self.v = torch.zeros(shape, dtype=self.cache_dtype, device=device)
         self.step_table = None
 
     def positions(self, start: int, columns: int) -> torch.Tensor:
@@ -131,9 +134,10 @@ class FastLM:
         for i, (layer, w) in enumerate(zip(lm.layers, self.layers)):
             h = layer_norm(x, layer.self_attn_layer_norm)
             q, k, v = w["qkv"](h).view(rows, s, 3, heads, -1).permute(2, 0, 3, 1, 4)
-            self.k[i].index_copy_(2, positions, k.to(self.act))
-            self.v[i].index_copy_(2, positions, v.to(self.act))
-            att = F.scaled_dot_product_attention(q, self.k[i, :, :, :length], self.v[i, :, :, :length], attn_mask=mask)
+            self.k[i].index_copy_(2, positions, k.to(self.k.dtype))
+            self.v[i].index_copy_(2, positions, v.to(self.v.dtype))
+            k, v = (c[i, :, :, :length].to(q.dtype) for c in (self.k, self.v))
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             x = x + w["out"](att.transpose(1, 2).reshape(rows, s, -1))
             if "cross_q" in w:
                 h = layer_norm(x, layer.encoder_attn_layer_norm)
@@ -209,7 +213,7 @@ class FastLM:
         table += [*norm(lm.layer_norm), *weight(self.heads), ptr(mask)]
         rows = self.k.shape[1]
         dims = torch.tensor([rows, c.dim, c.num_heads, c.ffn_dim, c.num_layers, self.k.shape[3], cross_len,
-                             c.num_codebooks * c.card], dtype=torch.int32)
+                             c.num_codebooks * c.card, int(self.k.dtype == torch.bfloat16)], dtype=torch.int32)
         return torch.tensor(table, dtype=torch.int64), dims, keep
 
 

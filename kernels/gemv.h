@@ -14,8 +14,8 @@ namespace mg {
 
 // Each weight type reads one 32-byte chunk of a weight row per step and multiplies it with the
 // matching chunk of every input row, prepared once per call in the layout the chunk needs. The bf16
-// and int8 chunks avoid lane shuffles: their even and odd elements are split by shifts, so the input
-// is stored per chunk as [even elements | odd elements].
+// chunk avoids lane shuffles: its even and odd elements are split by shifts, so the input is stored
+// per chunk as [even elements | odd elements].
 struct F32 {
     using W = float;
     using X = float;
@@ -47,7 +47,8 @@ struct BF16 {
 };
 
 // int8 weights times the input rounded to 14-bit integers (per-row scale): exact integer products
-// summed in int32 lanes, which cannot overflow for K <= 8192 (checked by the caller).
+// summed in int32 lanes, which cannot overflow for K <= 8192 (checked by the caller). Each half of a
+// chunk is widened to 16 bits as it is loaded (vpmovsxbw), so the input keeps its natural order.
 struct I8 {
     using W = int8_t;
     using X = int16_t;
@@ -60,19 +61,14 @@ struct I8 {
         for (int k = 0; k < K; ++k) top = std::max(top, std::fabs(x[k]));
         const float s = top > 0.0f ? top / levels : 1.0f;
         *xscale = s;
-        for (int k = 0; k < K; k += 32)
-            for (int j = 0; j < 16; ++j) {
-                out[k + j] = (int16_t)std::lrintf(x[k + 2 * j] / s);
-                out[k + 16 + j] = (int16_t)std::lrintf(x[k + 2 * j + 1] / s);
-            }
+        for (int k = 0; k < K; ++k) out[k] = (int16_t)std::lrintf(x[k] / s);
     }
     static Acc fma(const W* w, const X* x, Acc acc) {
-        __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
-        __m256i even = _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 8);
-        __m256i odd = _mm256_srai_epi16(v, 8);
-        __m256i xe = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
-        __m256i xo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16));
-        return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(even, xe), _mm256_madd_epi16(odd, xo)));
+        __m256i lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+        __m256i hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16)));
+        __m256i a = _mm256_madd_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+        __m256i b = _mm256_madd_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16)));
+        return _mm256_add_epi32(acc, _mm256_add_epi32(a, b));
     }
     static float finish(Acc acc, float xscale) { return hsum(_mm256_cvtepi32_ps(acc)) * xscale; }
 };
