@@ -149,7 +149,6 @@ class FastLM:
         logits = self.heads(layer_norm(x[:, -1], lm.layer_norm))  # [R, K * card]
         return logits.view(rows, cfg.num_codebooks, cfg.card).float()
 
-
     def fused_step_fits(self) -> bool:
         """Whether decode steps can go through decode_step.cpp: every weight through the C++
         products, head width a multiple of 8 (the kernels' register width), one norm epsilon."""
@@ -210,7 +209,9 @@ class FastLM:
             assert len(entry) == len(LAYER_SLOTS)
             table += entry
         mask = None if lm.cross_mask is None or cross_len == 0 else lm.cross_mask.reshape(-1, cross_len)
-        table += [*norm(lm.layer_norm), *weight(self.heads), ptr(mask)]
+        final = [*norm(lm.layer_norm), *weight(self.heads), ptr(mask)]
+        assert len(final) == len(FINAL_SLOTS)
+        table += final
         rows = self.k.shape[1]
         dims = torch.tensor([rows, c.dim, c.num_heads, c.ffn_dim, c.num_layers, self.k.shape[3], cross_len,
                              c.num_codebooks * c.card, int(self.k.dtype == torch.bfloat16)], dtype=torch.int32)

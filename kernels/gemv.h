@@ -57,11 +57,21 @@ struct I8 {
     using Acc = __m256i;
     static Acc zero() { return _mm256_setzero_si256(); }
     static void prepare(const float* x, int K, X* out, float* xscale) {
-        float top = 0.0f;
-        for (int k = 0; k < K; ++k) top = std::max(top, std::fabs(x[k]));
+        const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+        __m256 top8 = _mm256_setzero_ps();
+        for (int k = 0; k < K; k += 8) top8 = _mm256_max_ps(top8, _mm256_and_ps(magnitude, _mm256_loadu_ps(x + k)));
+        alignas(32) float lanes[8];
+        _mm256_store_ps(lanes, top8);
+        const float top = *std::max_element(lanes, lanes + 8);
         const float s = top > 0.0f ? top / levels : 1.0f;
         *xscale = s;
-        for (int k = 0; k < K; ++k) out[k] = (int16_t)std::lrintf(x[k] / s);
+        const __m256 inv = _mm256_set1_ps(1.0f / s);
+        for (int k = 0; k < K; k += 16) {  // round to nearest, pack to int16, undo packs' lane interleave
+            __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), inv));
+            __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 8), inv));
+            __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + k), packed);
+        }
     }
     static Acc fma(const W* w, const X* x, Acc acc) {
         __m256i lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
