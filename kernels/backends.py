@@ -53,25 +53,33 @@ class FastDecoder(Decoder):
         self.step += 1
 
 
+def resolve(backend: str, dtype: str, device: str) -> tuple[str, str]:
+    """The decode path and dtype that `backend` and `dtype` (`auto` included) stand for on `device`
+    ("cpu" or "cuda"); a BackendError names a choice that cannot be had. Cheap: callers check
+    before loading a model."""
+    if backend not in BACKENDS:
+        raise BackendError(f"backend must be one of {', '.join(BACKENDS)}")
+    if dtype != "auto" and dtype not in DTYPES:
+        raise BackendError(f"dtype must be auto or one of {', '.join(DTYPES)}")
+    if backend == "auto":
+        backend = "cuda" if device == "cuda" else "cpu"
+    elif backend in ("cpu", "cuda") and backend != device:
+        raise BackendError(f"--backend {backend} needs the model on the {backend}, it is on the {device}")
+    if dtype == "auto":
+        dtype = "float32" if backend == "torch" else DEFAULT_DTYPE[device]
+    if backend == "torch" and dtype != "float32":
+        raise BackendError("the torch backend (the reference) runs float32 only; bfloat16 and int8 are the fast paths'")
+    if device == "cuda" and dtype == "int8":
+        raise BackendError("int8 weights are a CPU path; on a GPU use float32 or bfloat16")
+    return backend, dtype
+
+
 class Backend:
     """Built once per loaded model (packing the weights takes a moment); `decoder(opts)` per generation."""
 
     def __init__(self, lm: MusicGenLM, backend: str = "auto", dtype: str = "auto"):
         device = lm.layer_norm.weight.device.type
-        if backend not in BACKENDS:
-            raise BackendError(f"backend must be one of {', '.join(BACKENDS)}")
-        if dtype != "auto" and dtype not in DTYPES:
-            raise BackendError(f"dtype must be auto or one of {', '.join(DTYPES)}")
-        if backend == "auto":
-            backend = "cuda" if device == "cuda" else "cpu"
-        elif backend in ("cpu", "cuda") and backend != device:
-            raise BackendError(f"--backend {backend} needs the model on the {backend}, it is on the {device}")
-        if dtype == "auto":
-            dtype = "float32" if backend == "torch" else DEFAULT_DTYPE[device]
-        if backend == "torch" and dtype != "float32":
-            raise BackendError("the torch backend (the reference) runs float32 only; bfloat16 and int8 are the fast paths'")
-        if device == "cuda" and dtype == "int8":
-            raise BackendError("int8 weights are a CPU path; on a GPU use float32 or bfloat16")
+        backend, dtype = resolve(backend, dtype, device)
         self.lm, self.dtype, self.fast, self.lib, self.graphs = lm, dtype, None, None, None
         if backend == "cpu":
             self.lib = cpu.library()  # None (after a warning) when the kernels cannot be built

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from kernels.backends import Backend, BackendError
+from kernels.backends import Backend, BackendError, resolve
 
 from . import checkpoints, chroma
 from .audio import is_silent
@@ -29,6 +29,13 @@ MELODY_MODELS_HINT = (
     "it is a text-to-music checkpoint; melody needs a musicgen-melody checkpoint such as "
     "facebook/musicgen-melody, facebook/musicgen-melody-large or facebook/musicgen-stereo-melody"
 )
+
+
+def check_backend(backend: str, dtype: str, device: torch.device) -> None:
+    try:
+        resolve(backend, dtype, device.type)
+    except BackendError as e:
+        raise MusicgenError(str(e)) from e
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -63,16 +70,16 @@ class MusicGen:
         self.text = TextConditioner(checkpoint.tokenizer, checkpoint.text_encoder.to(device))
         self.codec = Codec(checkpoint.codec.to(device), checkpoint.lm_config.channels)
         self.device = device
-        try:
-            self.backend = Backend(self.lm, backend, dtype)
-        except BackendError as e:
-            raise MusicgenError(str(e)) from e
+        check_backend(backend, dtype, device)
+        self.backend = Backend(self.lm, backend, dtype)
 
     @classmethod
     def load(cls, model: str = checkpoints.DEFAULT_MODEL, device: str = "auto", backend: str = "auto", dtype: str = "auto"):
         """backend: auto, torch (the plain PyTorch reference), cpu or cuda (kernels/backends.py);
         dtype: auto, float32, bfloat16 or int8 for the decoder's weights on the fast paths."""
-        return cls(checkpoints.load(str(model)), pick_device(device), backend, dtype)
+        device = pick_device(device)
+        check_backend(backend, dtype, device)  # before the slow part: loading the checkpoint
+        return cls(checkpoints.load(str(model)), device, backend, dtype)
 
     @property
     def sample_rate(self) -> int:

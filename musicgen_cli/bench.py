@@ -7,7 +7,8 @@ process builds the same ones), the same text tokens, guidance 3, top-k 250 sampl
 the same number of decode steps. The text encoder and codec are kept tiny (they run once per
 piece, not per step). Each side runs in its own process, so that its peak memory is its own.
 Prints medians, ratios to transformers, and the per-step floor: the bytes of decoder weights a
-step must read over the measured memory read bandwidth.
+step must read over the memory read bandwidth, which each side's process measures right after its
+own runs (this machine's bandwidth drifts by a quarter over minutes).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class Result:
     times: list[float]
     peak: int
     weight_bytes: int
+    bandwidth: float  # bytes/s, measured in the same process right after the runs
 
 
 def measure(side: str, backend: str, dtype: str, size: str, device: str, steps: int, repeats: int, threads: int) -> Result:
@@ -150,7 +152,8 @@ def measure(side: str, backend: str, dtype: str, size: str, device: str, steps: 
             run()
             sync(dev)
             times.append(time.perf_counter() - start)
-    return Result(name, times, peak_memory(dev), weight_bytes)
+    peak = peak_memory(dev)  # before the bandwidth test's buffer
+    return Result(name, times, peak, weight_bytes, read_bandwidth(dev))
 
 
 def in_process(*args) -> Result:
@@ -162,19 +165,19 @@ def run(size: str = "small", dtypes: list[str] = ("float32",), backend: str = "a
         steps: int = 100, repeats: int = 3, threads: int | None = None) -> list[Result]:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     threads = threads or torch.get_num_threads()
-    bandwidth = read_bandwidth(torch.device(device))
     print(f"musicgen-{size} architecture, random weights, {device}"
           f"{f' ({threads} threads)' if device == 'cpu' else ''}, guidance 3, top-k 250, batch 1, "
-          f"{steps} steps x {repeats} runs (medians); memory read bandwidth {bandwidth / 1e9:.1f} GB/s", flush=True)
+          f"{steps} steps x {repeats} runs (medians)", flush=True)
     results = [in_process("transformers", "torch", "float32", size, device, steps, repeats, threads)]
     for dtype in dtypes:
         results.append(in_process("ours", backend, dtype, size, device, steps, repeats, threads))
     base = statistics.median(results[0].times)
     print(f"  {'':44s} {'ms/step':>8s} {'x real time':>11s} {'peak mem':>9s} {'weights/step':>12s} "
-          f"{'floor ms':>8s} {'x floor':>7s} {'speed-up':>8s}")
+          f"{'read GB/s':>9s} {'floor ms':>8s} {'x floor':>7s} {'speed-up':>8s}")
     for r in results:
         t = statistics.median(r.times)
-        floor = r.weight_bytes / bandwidth
+        floor = r.weight_bytes / r.bandwidth
         print(f"  {r.name:44s} {1000 * t / steps:8.1f} {steps / 50 / t:11.3f} {r.peak / 2**30:7.2f} GB "
-              f"{r.weight_bytes / 1e9:9.2f} GB {1000 * floor:8.1f} {t / steps / floor:7.2f} {base / t:7.2f}x")
+              f"{r.weight_bytes / 1e9:9.2f} GB {r.bandwidth / 1e9:9.1f} {1000 * floor:8.1f} {t / steps / floor:7.2f} "
+              f"{base / t:7.2f}x")
     return results

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from kernels import cpu
 from kernels.backends import Backend, FastDecoder
 from kernels.fast_lm import FastLM, Weight
+from musicgen_cli import MusicGen
+from musicgen_cli.errors import MusicgenError
 from musicgen_cli.lm import LMConfig, MusicGenLM
 from musicgen_cli.sampling import SamplingOptions, guide, top_k_filter, top_p_filter
 
@@ -127,7 +129,6 @@ def test_sampler_seed_repeats_greedy_is_argmax_known_cells_kept():
 
 @needs_lib
 def test_fast_decoder_greedy_tokens_equal_reference_and_sampling_repeats(melody_ckpt):
-    from musicgen_cli import MusicGen
 
     ref = MusicGen.load(str(melody_ckpt), device="cpu", backend="torch")
     fast = MusicGen.load(str(melody_ckpt), device="cpu", backend="cpu", dtype="float32")
@@ -147,6 +148,9 @@ def test_backend_choices_are_checked():
         Backend(lm, "cuda", "auto")
     with pytest.raises(ValueError, match="backend must be"):
         Backend(lm, "fast", "auto")
+    # checked before the checkpoint is read: the bad choice is named, not the missing folder
+    with pytest.raises(MusicgenError, match="float32 only"):
+        MusicGen.load("/no/such/checkpoint", device="cpu", backend="torch", dtype="int8")
 
 
 def test_without_kernels_one_warning_then_pytorch(tmp_path):
@@ -176,7 +180,6 @@ def test_cuda_sampler_source_compiles(tmp_path):
 @needs_gpu
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_cuda_graph_decoder_matches_reference(melody_ckpt, dtype):
-    from musicgen_cli import MusicGen
 
     ref = MusicGen.load(str(melody_ckpt), device="cpu", backend="torch")
     gpu = MusicGen.load(str(melody_ckpt), device="cuda", backend="cuda", dtype=dtype)
