@@ -3,8 +3,9 @@
 - torch: the plain PyTorch reference (musicgen_cli/generation.py's Decoder), float32;
 - cpu:   FastLM through the C++ kernels and the fused C++ sampler (kernels/decode_step.cpp, sampler.cpp);
 - cuda:  FastLM with the whole decode step, fused sampler included, captured as one CUDA graph.
-`auto` takes cuda on a GPU and cpu otherwise; when that path cannot be built it says so in one
-warning line and uses torch.
+`auto` takes cpu on a CPU (when the kernels cannot be built it says so in one warning line and
+uses torch) and torch on a GPU: the cuda path has never run on a GPU yet, so it is opt-in
+(`--backend cuda`) until it has been tested on one (README, "Speed").
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def resolve(backend: str, dtype: str, device: str) -> tuple[str, str]:
     if dtype != "auto" and dtype not in DTYPES:
         raise BackendError(f"dtype must be auto or one of {', '.join(DTYPES)}")
     if backend == "auto":
-        backend = "cuda" if device == "cuda" else "cpu"
+        backend = "cpu" if device == "cpu" else "torch"  # cuda: opt-in until it has run on a GPU
     elif backend in ("cpu", "cuda") and backend != device:
         raise BackendError(f"--backend {backend} needs the model on the {backend}, it is on the {device}")
     if dtype == "auto":

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels import cpu
-from kernels.backends import Backend, FastDecoder
+from kernels.backends import Backend, FastDecoder, resolve
 from kernels.fast_lm import FastLM, Weight
 from musicgen_cli import MusicGen
 from musicgen_cli.errors import MusicgenError
@@ -148,6 +148,9 @@ def test_backend_choices_are_checked():
         Backend(lm, "cuda", "auto")
     with pytest.raises(ValueError, match="backend must be"):
         Backend(lm, "fast", "auto")
+    assert resolve("auto", "auto", "cpu") == ("cpu", "int8")
+    assert resolve("auto", "auto", "cuda") == ("torch", "float32")  # cuda is opt-in until run on a GPU
+    assert resolve("cuda", "auto", "cuda") == ("cuda", "float32")
     # checked before the checkpoint is read: the bad choice is named, not the missing folder
     with pytest.raises(MusicgenError, match="float32 only"):
         MusicGen.load("/no/such/checkpoint", device="cpu", backend="torch", dtype="int8")
