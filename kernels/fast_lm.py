@@ -113,7 +113,7 @@ class FastLM:
         """codes [R, K, S] at columns start .. start + S - 1 -> logits [R, K, card] after the last one."""
         positions = self.positions(start, codes.shape[2])
         if start > 0 and codes.shape[2] == 1 and self.fused:
-            return self.step(codes, int(positions[0]))
+            return self.step(codes, positions)
         return self.forward(codes, positions, upto=int(positions[-1]) + 1)
 
     def forward(self, codes: torch.Tensor, positions: torch.Tensor, upto: int | None = None) -> torch.Tensor:
@@ -122,7 +122,7 @@ class FastLM:
         Attention reads the cache up to `upto`; None reads all of it with a mask (fixed shapes for
         graph capture: the positions may live in a device tensor)."""
         cfg, lm = self.cfg, self.lm
-        x = F.embedding(codes + self.offsets, self.embed).sum(dim=1)  # [R, S, dim]
+        x = self.embed_codes(codes)  # [R, S, dim]
         if positions.shape[0] > x.shape[1]:  # the first call of a melody window: prefix first
             x = torch.cat([lm.prefix.to(x.dtype), x], dim=1)
         x = x + sinusoidal_positions(positions, cfg.dim).to(x.dtype)
@@ -160,18 +160,21 @@ class FastLM:
         return (all(w.lib is not None for w in weights) and (c.dim // c.num_heads) % 8 == 0
                 and len({m.eps for m in norms}) == 1)
 
-    def step(self, codes: torch.Tensor, position: int) -> torch.Tensor:
-        """One decode step through decode_step.cpp: codes [R, K, 1] at cache `position`."""
+    def embed_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [R, K, S] -> the sum of their codebook embeddings [R, S, dim]."""
+        return F.embedding(codes + self.offsets, self.embed).sum(dim=1)
+
+    def step(self, codes: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """One decode step through decode_step.cpp: codes [R, K, 1] at cache positions [1]."""
         lm = self.lm
         if self.step_table is None or self.step_table[0] is not lm.layers[0].cross_kv:
             self.step_table = (lm.layers[0].cross_kv, *self.bind())
         _, table, dims, _ = self.step_table
-        x = F.embedding(codes[:, :, 0] + self.offsets[:, :, 0], self.embed).sum(dim=1)  # [R, dim]
-        x = (x + sinusoidal_positions(torch.tensor([position]), self.cfg.dim)).contiguous()
+        x = (self.embed_codes(codes) + sinusoidal_positions(positions, self.cfg.dim))[:, 0].contiguous()  # [R, dim]
         logits = torch.empty(x.shape[0], self.cfg.num_codebooks * self.cfg.card)
         eps = lm.layer_norm.eps
-        if self.lib.mg_step(DTYPES.index(self.dtype), table.data_ptr(), dims.data_ptr(), eps, x.data_ptr(), position,
-                            logits.data_ptr()):
+        if self.lib.mg_step(DTYPES.index(self.dtype), table.data_ptr(), dims.data_ptr(), eps, x.data_ptr(),
+                            int(positions[0]), logits.data_ptr()):
             raise ValueError("the decode step's shapes do not suit the CPU kernels")
         return logits.view(x.shape[0], self.cfg.num_codebooks, self.cfg.card)
 
