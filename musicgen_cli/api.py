@@ -13,8 +13,6 @@ import math
 
 import torch
 
-from kernels.backends import Backend, BackendError, resolve
-
 from . import checkpoints, chroma
 from .audio import is_silent
 from .codec import Codec
@@ -22,6 +20,7 @@ from .conditioning import TextConditioner, with_unconditional
 from .errors import MusicgenError
 from .generation import Progress, generate_codes
 from .lm import MusicGenLM
+from .native.backends import Backend, BackendError, resolve
 from .sampling import SamplingOptions
 
 MAX_DURATION = 3600.0  # seconds: longer requests are treated as a mistake
@@ -75,7 +74,7 @@ class MusicGen:
 
     @classmethod
     def load(cls, model: str = checkpoints.DEFAULT_MODEL, device: str = "auto", backend: str = "auto", dtype: str = "auto"):
-        """backend: auto, torch (the plain PyTorch reference), cpu or cuda (kernels/backends.py);
+        """backend: auto, torch (the plain PyTorch reference), cpu or cuda (native/backends.py);
         dtype: auto, float32, bfloat16 or int8 for the decoder's weights on the fast paths."""
         device = pick_device(device)
         check_backend(backend, dtype, device)  # before the slow part: loading the checkpoint

@@ -106,7 +106,7 @@ def measure(side: str, backend: str, dtype: str, size: str, device: str, steps: 
     """One side's runs, in this (fresh) process."""
     import gc
 
-    from kernels.backends import Backend
+    from .native.backends import Backend
     from musicgen_cli.checkpoints import hf_lm_config, hf_to_lm_state
     from musicgen_cli.conditioning import with_unconditional
     from musicgen_cli.generation import generate_codes

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels import cpu
-from kernels.backends import Backend, FastDecoder, resolve
-from kernels.fast_lm import FastLM, Weight
+from musicgen_cli.native import cpu
+from musicgen_cli.native.backends import Backend, FastDecoder, resolve
+from musicgen_cli.native.fast_lm import FastLM, Weight
 from musicgen_cli import MusicGen
 from musicgen_cli.errors import MusicgenError
 from musicgen_cli.lm import LMConfig, MusicGenLM
@@ -199,7 +199,7 @@ def test_cuda_graph_decoder_matches_reference(melody_ckpt, dtype):
 @needs_gpu
 @needs_lib
 def test_cuda_sampler_draws_what_the_cpu_sampler_draws():
-    from kernels import cuda
+    from musicgen_cli.native import cuda
 
     kernel = cuda.compile_sampler()
     torch.manual_seed(0)

@@ -14,19 +14,17 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from pathlib import Path
 
 import torch
 
-from musicgen_cli.audio import atomic_target
-from musicgen_cli.generation import Decoder
-from musicgen_cli.sampling import SamplingOptions
+from ..generation import Decoder
+from ..sampling import SamplingOptions
 
+from . import build
 from .backends import FastDecoder
 from .cpu import cache_dir
 from .fast_lm import FastLM
 
-HERE = Path(__file__).parent
 THREADS = 256  # sampler.cu: one block of THREADS per (batch row, codebook)
 MAX_VOCAB = 4096
 
@@ -42,7 +40,8 @@ def compile_sampler():
     from torch.cuda._utils import _cuda_load_module, _nvrtc_compile
 
     major, minor = torch.cuda.get_device_capability()
-    source = (HERE / "philox.h").read_text() + "\n" + (HERE / "sampler.cu").read_text()
+    here = build.source_dir()
+    source = (here / "philox.h").read_text() + "\n" + (here / "sampler.cu").read_text()
     options = ["--fmad=false"]  # the same float rounding as the CPU sampler (-ffp-contract=off)
     key = hashlib.sha256(f"{source}{major}{minor}{torch.version.cuda}{options}".encode()).hexdigest()[:16]
     path = cache_dir() / f"sampler-{key}.ptx"
@@ -50,9 +49,7 @@ def compile_sampler():
         ptx = path.read_bytes()
     else:
         ptx, _ = _nvrtc_compile(source, "mg_sample_cuda", f"{major}{minor}", nvcc_options=options)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_target(path) as tmp:
-            Path(tmp).write_bytes(ptx if isinstance(ptx, bytes) else ptx.encode())
+        build.write_atomic(path, ptx if isinstance(ptx, bytes) else ptx.encode())
     return _cuda_load_module(ptx, ["mg_sample_cuda"])["mg_sample_cuda"]
 
 

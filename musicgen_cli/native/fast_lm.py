@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from musicgen_cli.lm import MusicGenLM, sinusoidal_positions
+from ..lm import MusicGenLM, sinusoidal_positions
 
 from . import cpu
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from musicgen_cli.generation import Decoder
-from musicgen_cli.lm import MusicGenLM
-from musicgen_cli.sampling import SamplingOptions
+from ..generation import Decoder
+from ..lm import MusicGenLM
+from ..sampling import SamplingOptions
 
 from . import cpu
 from .fast_lm import DTYPES, FastLM

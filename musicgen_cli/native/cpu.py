@@ -1,34 +1,24 @@
-"""The CPU kernels (decode_step.cpp, gemv.h, sampler.cpp): built once with the system's C++ compiler, cached, loaded by ctypes.
+"""The CPU kernels (kernels/decode_step.cpp, gemv.h, sampler.cpp), loaded by ctypes.
 
-`library()` returns the loaded library, or None after one warning line when it cannot be had
-(no compiler, not an x86-64 CPU with AVX2 and FMA, a failed build); callers then use PyTorch.
-The build lives in ~/.cache/musicgen/kernels (or $MUSICGEN_CACHE/kernels), named by a hash of
-the sources and flags, written to a temporary file and renamed, so a crash never leaves half a
-library behind and a changed source builds anew.
+`library()` returns the loaded library, or None after one warning line when it cannot be had (not
+an x86-64 CPU with AVX2 and FMA, no prebuilt library and no compiler, a failed build); callers
+then use PyTorch. The package build ships the library prebuilt (build.py, run by setup.py); when
+that one is missing or does not match the sources, it is built once into ~/.cache/musicgen/kernels
+(or $MUSICGEN_CACHE/kernels). Either is loaded only when its stamp verifies (build.py).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import os
 import platform
-import shutil
-import subprocess
 import warnings
 from pathlib import Path
 
 import torch
 
-from musicgen_cli.audio import atomic_target
-from musicgen_cli.errors import MusicgenError
-
-HERE = Path(__file__).parent
-UNITS = [HERE / "decode_step.cpp", HERE / "sampler.cpp"]  # compiled together into one library
-SOURCES = [*UNITS, HERE / "gemv.h", HERE / "vecmath.h", HERE / "philox.h"]
-FLAGS = ["-O3", "-std=c++17", "-mavx2", "-mfma", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC"]
-
+from . import build
 
 CHUNK = {"float32": 8, "bfloat16": 16, "int8": 32}  # the input width must be a multiple of this
 
@@ -53,26 +43,20 @@ def _cpu_supported() -> None:
         raise KernelUnavailable("the CPU kernels need AVX2 and FMA, which this CPU lacks")
 
 
-def build() -> Path:
-    """Compile the kernels (or find it already compiled) and return the shared library's path."""
+def locate() -> Path:
+    """The verified library: the prebuilt one, else the cached build (built now if need be)."""
     if os.environ.get("MUSICGEN_NO_CPU_KERNELS"):
         raise KernelUnavailable("MUSICGEN_NO_CPU_KERNELS is set")
     _cpu_supported()
-    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
-    if not compiler:
-        raise KernelUnavailable("no C++ compiler found (install g++, or set CXX)")
-    digest = hashlib.sha256(" ".join([compiler, *FLAGS]).encode())
-    for source in SOURCES:
-        digest.update(source.read_bytes())
-    target = cache_dir() / f"cpu-{digest.hexdigest()[:16]}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_target(target) as tmp:
-        done = subprocess.run([compiler, *FLAGS, f"-I{HERE}", *map(str, UNITS), "-o", tmp],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise KernelUnavailable(f"building the CPU kernels failed: {done.stderr.strip().splitlines()[-1:]}")
+    digest = build.source_digest()
+    if build.verified(build.PREBUILT, digest):
+        return build.PREBUILT
+    target = cache_dir() / f"cpu-{digest}.so"
+    if not build.verified(target, digest):  # missing, stale, damaged or foreign: build it anew
+        try:
+            build.compile_library(target)
+        except (RuntimeError, OSError) as e:
+            raise KernelUnavailable(str(e)) from e
     return target
 
 
@@ -89,14 +73,14 @@ SIGNATURES = {
 @functools.lru_cache(maxsize=None)
 def library() -> ctypes.CDLL | None:
     try:  # torch (imported above) has loaded its OpenMP runtime, which the library then shares
-        lib = ctypes.CDLL(str(build()))
-    except (KernelUnavailable, MusicgenError, OSError) as e:  # MusicgenError: the cache cannot be written
+        lib = ctypes.CDLL(str(locate()))
+        for name, args in SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.argtypes = args
+            fn.restype = None if name == "mg_sample" else ctypes.c_int
+    except (KernelUnavailable, OSError, AttributeError) as e:
         warnings.warn(f"CPU fast path unavailable, using PyTorch: {e}", stacklevel=2)
         return None
-    for name, args in SIGNATURES.items():
-        fn = getattr(lib, name)
-        fn.argtypes = args
-        fn.restype = None if name == "mg_sample" else ctypes.c_int
     return lib
 
 
