@@ -9,21 +9,19 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
 from . import checkpoints, chroma
-from .audio import is_silent
+from .audio import is_silent, remove_dc
 from .codec import Codec
 from .conditioning import TextConditioner, with_unconditional
 from .errors import MusicgenError
 from .generation import Progress, generate_codes
 from .lm import MusicGenLM
 from .native.backends import Backend, BackendError, resolve
-from .sampling import SamplingOptions
+from .options import SamplingOptions, check_duration
 
-MAX_DURATION = 3600.0  # seconds: longer requests are treated as a mistake
 MELODY_MODELS_HINT = (
     "it is a text-to-music checkpoint; melody needs a musicgen-melody checkpoint such as "
     "facebook/musicgen-melody, facebook/musicgen-melody-large or facebook/musicgen-stereo-melody"
@@ -45,17 +43,10 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def check_duration(seconds: float) -> float:
-    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
-        raise MusicgenError(f"duration must be a positive number of seconds, got {seconds:g}")
-    if seconds > MAX_DURATION:
-        raise MusicgenError(f"duration {seconds:g} s is too long (at most {MAX_DURATION:g} s)")
-    return seconds
-
-
 class MusicGen:
     def __init__(self, checkpoint: checkpoints.Checkpoint, device: torch.device, backend: str = "auto", dtype: str = "auto"):
         self.name = checkpoint.name
+        self.note = checkpoint.note  # what the default model became, and why (None: as asked)
         self.folder = checkpoint.folder
         self.max_duration = checkpoint.max_duration
         with torch.device("meta"):  # no random init: the checkpoint's tensors are assigned as they are
@@ -73,12 +64,16 @@ class MusicGen:
         self.backend = Backend(self.lm, backend, dtype)
 
     @classmethod
-    def load(cls, model: str = checkpoints.DEFAULT_MODEL, device: str = "auto", backend: str = "auto", dtype: str = "auto"):
-        """backend: auto, torch (the plain PyTorch reference), cpu or cuda (native/backends.py);
-        dtype: auto, float32, bfloat16 or int8 for the decoder's weights on the fast paths."""
+    def load(cls, model: str | None = None, device: str = "auto", backend: str = "auto", dtype: str = "auto",
+             melody: bool = False):
+        """model: bundled, a folder, a short name (small, melody, ...) or a hub id, downloaded when not
+        cached; None: the default (checkpoints.resolve; `melody` picks the melody default), whose
+        `note` then says what it became. backend: auto, torch (the plain PyTorch reference), cpu or
+        cuda (native/backends.py); dtype: auto, float32, bfloat16 or int8 for the decoder's weights."""
         device = pick_device(device)
         check_backend(backend, dtype, device)  # before the slow part: loading the checkpoint
-        return cls(checkpoints.load(str(model)), device, backend, dtype)
+        checkpoint = checkpoints.load(None if model is None else str(model), melody)
+        return cls(checkpoint, device, backend, dtype)
 
     @property
     def sample_rate(self) -> int:
@@ -182,4 +177,9 @@ class MusicGen:
 
     def generate(self, prompts: list[str], duration: float, options: SamplingOptions = SamplingOptions(), **kw):
         """Descriptions -> waveform [B, channels, samples] at `sample_rate`."""
-        return self.codec.decode(self.generate_codes(prompts, duration, options, **kw))
+        return self.decode(self.generate_codes(prompts, duration, options, **kw))
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, K, frames] -> waveform [B, channels, samples] (CPU), without the DC offset and the
+        clicks at both ends that the codec leaves."""
+        return torch.from_numpy(remove_dc(self.codec.decode(codes).cpu().numpy(), self.sample_rate))

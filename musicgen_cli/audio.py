@@ -1,60 +1,22 @@
-"""Reading, normalising and (atomically) writing audio files with libsndfile."""
+"""Audio itself: reading, resampling, channel matching, cleaning, normalising and writing (libsndfile)."""
 
-import contextlib
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import pyloudnorm
-import soundfile as sf
-import soxr
 
 from .errors import MusicgenError
+from .files import OUTPUT_FORMATS, atomic_target, one_line
+from .options import NORMALIZATIONS
 
-# extension -> (libsndfile format, subtype); libsndfile >= 1.1 encodes all four without ffmpeg
-OUTPUT_FORMATS = {
-    ".wav": ("WAV", "PCM_16"),
-    ".flac": ("FLAC", "PCM_16"),
-    ".ogg": ("OGG", "VORBIS"),
-    ".mp3": ("MP3", "MPEG_LAYER_III"),
-}
+# soundfile, soxr and pyloudnorm are imported where they are used: the command line imports this
+# module to check output paths before anything slow loads.
+
 _ENCODER_OPTIONS = {".mp3": {"compression_level": 0.0}}  # best VBR quality (~130 kbit/s stereo at 32 kHz)
 MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
-NORMALIZATIONS = ("peak", "loudness", "none")
 SILENCE = 1e-4  # peak amplitude (-80 dBFS) below which an input counts as silent
 BLOCK_FRAMES = 1 << 16  # libsndfile 1.2's Vorbis encoder segfaults on one huge write (> ~1 min stereo)
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
-
-
-def check_output_path(path, force: bool) -> Path:
-    """Validate an output path before generation starts; return it resolved."""
-    path = Path(path).expanduser().resolve()
-    if path.is_dir():
-        raise MusicgenError(f"{path} is a folder; give a file name such as {path / 'song.wav'}")
-    if path.suffix.lower() not in OUTPUT_FORMATS:
-        raise MusicgenError(f"unsupported output format {path.suffix or '(no extension)'!r} for {path.name}; "
-                            f"use one of {', '.join(OUTPUT_FORMATS)}")
-    folder = path.parent
-    if not folder.exists():
-        raise MusicgenError(f"output folder {folder} does not exist")
-    if not folder.is_dir():
-        raise MusicgenError(f"{folder} is not a folder, so {path.name} cannot be written in it")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise MusicgenError(f"output folder {folder} is not writable")
-    try:  # os.access can be wrong (root, ACLs, read-only mounts): really try
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".musicgen-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise MusicgenError(f"output folder {folder} is not writable ({e.strerror or e})") from e
-    if path.exists() and not force:
-        raise MusicgenError(f"{path} exists; pass --force to overwrite")
-    return path
+DC_CUTOFF_HZ = 20.0  # remove_dc: below this, generated audio holds only offset and drift
+EDGE_FADE_SECONDS = 0.005
 
 
 def normalize(wav: np.ndarray, sample_rate: int, strategy: str = "peak",
@@ -78,6 +40,8 @@ def normalize(wav: np.ndarray, sample_rate: int, strategy: str = "peak",
         return wav
     gain = limit / peak
     if strategy == "loudness":
+        import pyloudnorm
+
         meter = pyloudnorm.Meter(sample_rate)
         if wav.shape[-1] / sample_rate > meter.block_size:  # else: too short to measure, use "peak"
             with np.errstate(divide="ignore"):
@@ -86,40 +50,6 @@ def normalize(wav: np.ndarray, sample_rate: int, strategy: str = "peak",
                 return wav
             gain = min(gain, 10 ** ((target_lufs - loudness) / 20))
     return (wav * gain).astype(np.float32)
-
-
-def _default_mode(path: Path) -> int:
-    if path.exists():
-        return path.stat().st_mode & 0o7777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-@contextlib.contextmanager
-def atomic_target(path):
-    """Yield a hidden temp path next to `path`; on success move it onto `path`, else delete it."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    except OSError as e:
-        raise MusicgenError(f"cannot write in {path.parent} ({e.strerror or e})") from e
-    os.close(fd)
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # the data is on disk before the rename makes it visible
-        finally:
-            os.close(fd)
-        os.chmod(tmp, _default_mode(path))  # mkstemp creates files as 0600
-        os.replace(tmp, path)
-    except BaseException as e:  # KeyboardInterrupt included: never leave the temp file behind
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, (OSError, sf.LibsndfileError)):
-            raise MusicgenError(f"could not write {path}: {_one_line(e)}") from e
-        raise
 
 
 def write_audio(path, wav, sample_rate: int, normalization: str = "peak") -> None:
@@ -144,24 +74,13 @@ def write_audio(path, wav, sample_rate: int, normalization: str = "peak") -> Non
     if fmt == "MP3" and sample_rate not in MP3_SAMPLE_RATES:
         raise MusicgenError(f"mp3 cannot store {sample_rate} Hz audio; use .wav, .flac or .ogg")
     frames = np.clip(normalize(wav, sample_rate, normalization), -1.0, 1.0).T
+    import soundfile as sf
+
     with atomic_target(path) as tmp:
         with sf.SoundFile(tmp, "w", sample_rate, frames.shape[1], subtype, format=fmt,
                           **_ENCODER_OPTIONS.get(path.suffix.lower(), {})) as f:
             for start in range(0, len(frames), BLOCK_FRAMES):
                 f.write(np.ascontiguousarray(frames[start:start + BLOCK_FRAMES]))
-
-
-def write_json(path, obj) -> None:
-    """Write `obj` as indented JSON to `path`, atomically."""
-    with atomic_target(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-
-
-def sidecar_path(audio_path) -> Path:
-    """The metadata file that goes with an audio file: song.wav -> song.json."""
-    return Path(audio_path).with_suffix(".json")
 
 
 def read_audio(path):
@@ -173,10 +92,12 @@ def read_audio(path):
         raise MusicgenError(f"{path} is a folder, not an audio file")
     if path.stat().st_size == 0:
         raise MusicgenError(f"audio file {path} is empty")
+    import soundfile as sf
+
     try:
         wav, sample_rate = sf.read(path, dtype="float32", always_2d=True)
     except (RuntimeError, OSError) as e:  # sf.LibsndfileError is a RuntimeError
-        raise MusicgenError(f"could not read {path} as audio ({_one_line(e)})") from e
+        raise MusicgenError(f"could not read {path} as audio ({one_line(e)})") from e
     if wav.shape[0] == 0:
         raise MusicgenError(f"audio file {path} contains no samples")
     if not np.all(np.isfinite(wav)):
@@ -206,5 +127,24 @@ def resample(wav: np.ndarray, from_sr: int, to_sr: int) -> np.ndarray:
     wav = np.asarray(wav, dtype=np.float32)
     if from_sr == to_sr:
         return wav
+    import soxr
+
     out = soxr.resample(wav.T, from_sr, to_sr, quality="HQ")
     return np.ascontiguousarray(out.T, dtype=np.float32)
+
+
+def remove_dc(wav: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Generated audio [..., samples] without its DC offset and the drift below DC_CUTOFF_HZ
+    (zero-phase: a raised-cosine gain over the spectrum), faded in and out over EDGE_FADE_SECONDS
+    so that the file neither starts nor ends with a click."""
+    wav = np.asarray(wav, dtype=np.float32)
+    n = wav.shape[-1]
+    wav = wav - wav.mean(axis=-1, keepdims=True)
+    ramp = np.clip(np.fft.rfftfreq(n, 1.0 / sample_rate) / DC_CUTOFF_HZ, 0.0, 1.0)
+    wav = np.fft.irfft(np.fft.rfft(wav, axis=-1) * (0.5 - 0.5 * np.cos(np.pi * ramp)), n=n, axis=-1)
+    fade = min(round(EDGE_FADE_SECONDS * sample_rate), n // 2)
+    if fade:
+        edge = np.linspace(0.0, 1.0, fade + 2)[1:-1]
+        wav[..., :fade] *= edge
+        wav[..., n - fade :] *= edge[::-1]
+    return wav.astype(np.float32)

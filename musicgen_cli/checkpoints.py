@@ -17,15 +17,10 @@ from pathlib import Path
 import torch
 import yaml
 
+from . import hub, registry
 from .errors import MusicgenError
 from .lm import LMConfig
 
-# Our own small model, trained on synthetic General MIDI music (python -m musicgen_cli.train) and shipped
-# in the package: text and melody in one, so every command works offline out of the box.
-BUNDLED = "bundled"
-BUNDLED_FOLDER = Path(__file__).parent / "models" / BUNDLED
-DEFAULT_MODEL = BUNDLED
-DEFAULT_MELODY_MODEL = BUNDLED
 AUDIOCRAFT_T5_NAMES = {"t5-base": ["t5-base", "google-t5/t5-base"]}
 AUDIOCRAFT_CODEC = "facebook/encodec_32khz"
 
@@ -40,51 +35,58 @@ class Checkpoint:
     tokenizer: object
     codec: torch.nn.Module  # transformers EncodecModel
     max_duration: float = 30.0
+    note: str | None = None  # for the user: what the default model became, and why
 
 
-def hub_snapshot(repo_id: str) -> Path | None:
-    """The local hub-cache folder of `repo_id`, or None when it is not cached (never downloads)."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:
-        return None
-
-
-def resolve(model: str) -> Path:
-    """A folder path, a hub id found in the local hub cache, or "bundled" (the model in this package)."""
+def resolve(model: str | None = None, melody: bool = False) -> tuple[str, Path, str | None]:
+    """What --model names -> (name, folder, note). `model` is "bundled" (the model in this package),
+    a checkpoint folder, a short name (small, melody, stereo-large, ...; registry.py) or a hub id,
+    taken from the hub cache or downloaded into it. None is the default: the published model
+    (small; melody for `melody`) when cached or downloadable, else the bundled one, with a note
+    (one line for the user) saying so."""
+    if model is None:
+        default = registry.DEFAULT_MELODY_MODEL if melody else registry.DEFAULT_MODEL
+        repo = registry.hub_id(default)
+        folder = hub.cached(repo)
+        if folder is not None:
+            return default, folder, None
+        try:
+            return default, hub.download(repo), None
+        except MusicgenError as e:
+            name, folder, _ = resolve(registry.BUNDLED)
+            why = "offline mode" if hub.offline() else str(e)
+            return name, folder, (f"using the bundled model: {default} ({repo}) is not cached and could not be "
+                                  f"downloaded ({why}); get it with `musicgen download {default}`")
     path = Path(model).expanduser()
-    if model == BUNDLED and not path.exists():
-        if not (BUNDLED_FOLDER / "config.json").is_file():
-            raise MusicgenError(f"the bundled model is missing from this installation ({BUNDLED_FOLDER}); "
+    if model == registry.BUNDLED and not path.exists():
+        if not (registry.BUNDLED_FOLDER / "config.json").is_file():
+            raise MusicgenError(f"the bundled model is missing from this installation ({registry.BUNDLED_FOLDER}); "
                                 "reinstall musicgen or pass --model FOLDER")
-        return BUNDLED_FOLDER
+        return model, registry.BUNDLED_FOLDER, None
     if path.exists():
         if not path.is_dir():
             raise MusicgenError(f"--model {model}: expected a checkpoint folder, got a file")
-        return path
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", model) and not model.startswith((".", "/")):
-        found = hub_snapshot(model)
-        if found is not None:
-            return found
-        raise MusicgenError(
-            f"'{model}' is not a folder, and not in the local Hugging Face cache; download it once with "
-            f"`huggingface-cli download {model}` on a machine with network, or pass --model FOLDER"
-        )
-    raise MusicgenError(f"model folder '{model}' does not exist")
+        return model, path, None
+    repo = registry.hub_id(model)
+    if repo is None and ("/" in model or model.startswith((".", "~"))):
+        raise MusicgenError(f"model folder '{model}' does not exist")
+    if repo is None:
+        raise MusicgenError(f"model '{model}' is not a known name, a hub id or a folder{registry.suggestion(model)}")
+    return model, hub.cached(repo) or hub.download(repo), None
 
 
-def load(model: str) -> Checkpoint:
-    folder = resolve(model)
+def load(model: str | None = None, melody: bool = False) -> Checkpoint:
+    """Read a checkpoint (see `resolve` for what `model` may be); its `note` says what the default became."""
+    model, folder, note = resolve(model, melody)
     if (folder / "config.json").is_file():
-        return _load_hf(folder, model)
-    if (folder / "state_dict.bin").is_file():
-        return _load_audiocraft(folder, model)
-    raise MusicgenError(
-        f"'{model}' is not a MusicGen checkpoint: no config.json (Hugging Face layout) "
-        "or state_dict.bin (audiocraft layout) in it"
-    )
+        checkpoint = _load_hf(folder, model)
+    elif (folder / "state_dict.bin").is_file():
+        checkpoint = _load_audiocraft(folder, model)
+    else:
+        raise MusicgenError(f"'{model}' is not a MusicGen checkpoint: no config.json (Hugging Face layout) "
+                            "or state_dict.bin (audiocraft layout) in it")
+    checkpoint.note = note
+    return checkpoint
 
 
 # -- reading tensors -------------------------------------------------------------------------------
@@ -280,14 +282,15 @@ def audiocraft_to_lm_state(best_state: dict) -> dict[str, torch.Tensor]:
 
 
 def _hub_folder(names: list[str], what: str) -> Path:
+    """The first of `names` in the hub cache, else the last one downloaded (the canonical id)."""
     for repo in names:
-        snapshot = hub_snapshot(repo)
+        snapshot = hub.cached(repo)
         if snapshot is not None:
             return snapshot
-    raise MusicgenError(
-        f"this audiocraft checkpoint needs {what} '{names[0]}' from the Hugging Face cache; "
-        f"download it once with `huggingface-cli download {names[-1]}`"
-    )
+    try:
+        return hub.download(names[-1])
+    except MusicgenError as e:
+        raise MusicgenError(f"this audiocraft checkpoint needs {what} '{names[-1]}': {e}") from e
 
 
 def _load_audiocraft(folder: Path, name: str) -> Checkpoint:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import sys
@@ -10,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-from rich.text import Text
 
-from . import __version__, audio, checkpoints
+from . import __version__, files, registry
 from .errors import MusicgenError
-from .sampling import SamplingOptions
+from .options import NORMALIZATIONS, SamplingOptions, check_continuation, check_duration
+
+# Nothing heavy is imported up here (torch, numpy, the model): arguments, paths and formats are
+# checked first, so `--help`, `--version` and a mistyped option answer at once.
 
 app = typer.Typer(
     add_completion=False,
@@ -27,16 +28,6 @@ app = typer.Typer(
     help="Generate music from text with MusicGen-compatible models, on your own machine.",
 )
 err = Console(stderr=True)
-
-
-class RateColumn(ProgressColumn):
-    """Frames done / total, seconds of audio, steps per second."""
-
-    def render(self, task) -> Text:
-        f = task.fields
-        frames = int(task.completed / task.total * f["frames"]) if task.total else 0
-        rate = task.speed or 0.0
-        return Text(f"{frames}/{f['frames']} frames · {frames / f['frame_rate']:.1f} s audio · {rate:.1f} steps/s")
 
 
 def read_prompts(prompts: list[str], prompts_file: Optional[Path]) -> list[str]:
@@ -82,9 +73,9 @@ def output_paths(prompts: list[str], output: Optional[Path]) -> list[Path]:
 
 
 def check_outputs(paths: list[Path], force: bool) -> list[Path]:
-    checked = [audio.check_output_path(p, force) for p in paths]
+    checked = [files.check_output_path(p, force) for p in paths]
     for p in checked:
-        side = audio.sidecar_path(p)
+        side = files.sidecar_path(p)
         if side.exists() and not force:
             raise MusicgenError(f"{side} (the sidecar of {p.name}) exists; pass --force to overwrite")
     if len(set(checked)) != len(checked):
@@ -100,23 +91,27 @@ def sampling_options(top_k, top_p, temperature, cfg, seed) -> SamplingOptions:
 
 
 # Options every command takes (one definition each, shared by the commands' signatures).
-DURATION_HELP = "Seconds of audio (over 30 s: windowed generation)."
+DURATION_HELP = "Seconds of audio; past the model's window (30 s for the published models, 10 s for the bundled one) in overlapping windows."
 OUTPUT = typer.Option(None, "--output", "-o", help="Output file: .wav, .flac, .ogg or .mp3.")
 TOP_K = typer.Option(250, "--top-k", help="Sample from the k most likely tokens (1 = greedy, 0 = off).")
 TOP_P = typer.Option(0.0, "--top-p", help="Nucleus sampling probability (0 = off).")
 TEMPERATURE = typer.Option(1.0, "--temperature", help="Softmax temperature (0 = greedy).")
 CFG = typer.Option(3.0, "--cfg", help="Classifier-free guidance scale (1 = no guidance).")
 SEED = typer.Option(None, "--seed", help="Random seed; the same seed gives the same file.")
-STRIDE = typer.Option(None, "--stride", help="Seconds added per window past the model's window (default: 18 for 30 s models).")
+STRIDE = typer.Option(None, "--stride", help="Seconds each new window adds past the model's window (default: 60% of the window: 18 s for 30 s models, 6 s for the bundled one).")
 FORCE = typer.Option(False, "--force", "-f", help="Overwrite existing output files.")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 BACKEND = typer.Option("auto", "--backend", help="Decode path: auto (the fastest that works), torch (plain PyTorch), cpu or cuda.")
-DTYPE = typer.Option("auto", "--dtype", help="Decoder weights on the fast paths: auto, float32, bfloat16 or int8 (CPU).")
+DTYPE = typer.Option("auto", "--dtype", help="Decoder weights on the fast paths: float32, bfloat16, int8 (CPU), or auto: int8 on the CPU fast path, float32 otherwise.")
+OFFLINE = typer.Option(False, "--offline", help="Never use the network (as HF_HUB_OFFLINE=1): only cached or bundled models.")
 
 
-def model_option(default: str):
-    return typer.Option(default, "--model", "-m", help="bundled (our small model, in the package), a checkpoint folder, or a hub id from "
-                        "the local hub cache such as facebook/musicgen-small.")
+def model_option(melody: bool = False):
+    default, examples = ("melody", "melody, melody-large, stereo-melody") if melody else ("small", "small, medium, large, stereo-small")
+    return typer.Option(None, "--model", "-m", show_default=False, help=(
+        f"A published model ({examples}; `musicgen models` lists them), a hub id, a checkpoint folder, or "
+        f"bundled (our small model, in the package). Default: {default}, downloaded on first use; offline and "
+        "not cached: bundled."))
 
 
 def normalize_option(default: str):
@@ -134,8 +129,8 @@ class Job:
 
 
 def prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed, **record) -> Job:
-    if normalize not in audio.NORMALIZATIONS:
-        raise MusicgenError(f"--normalize must be one of {', '.join(audio.NORMALIZATIONS)}, got '{normalize}'")
+    if normalize not in NORMALIZATIONS:
+        raise MusicgenError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}, got '{normalize}'")
     paths = check_outputs(paths, force)
     seed = secrets.randbelow(2**31) if seed is None else seed
     options = sampling_options(top_k, top_p, temperature, cfg, seed)
@@ -143,25 +138,29 @@ def prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed, **rec
     return Job(paths, options, normalize, {**record, **fields})
 
 
-def load_model(model: str, device: str, backend: str, dtype: str, melody: bool = False):
+def load_model(model: Optional[str], device: str, backend: str, dtype: str, offline: bool, melody: bool = False):
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
     from .api import MusicGen
 
-    with err.status(f"Loading {model} ..."):
-        mg = MusicGen.load(model, device=device, backend=backend, dtype=dtype)
+    with err.status(f"Loading {model or 'the default model'} ...", spinner="line"):
+        mg = MusicGen.load(model, device=device, backend=backend, dtype=dtype, melody=melody)
+    if mg.note:
+        err.print(f"note: {mg.note}", highlight=False, soft_wrap=True)
     if melody:
         mg.require_melody()
     return mg
 
 
-def announce(mg, model: str, count: int, seconds: float, what: str = "") -> None:
-    layout = "stereo" if mg.channels == 2 else "mono"
-    err.print(f"{count} × {seconds:g} s of {layout} {mg.sample_rate} Hz audio from {model}{what}")
+def announce(mg, count: int, seconds: float, what: str = "", channels: Optional[int] = None) -> None:
+    layout = "stereo" if (channels or mg.channels) == 2 else "mono"
+    err.print(f"{count} × {seconds:g} s of {layout} {mg.sample_rate} Hz audio from {mg.name}{what}", highlight=False)
 
 
 def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict]) -> None:
     """Write each output and its sidecar (the job's record, the model, timings and `per_output`)."""
     record = {
-        **job.record, "model_folder": str(mg.folder), "stride": mg.default_stride if stride is None else stride,
+        **job.record, "model": mg.name, "model_folder": str(mg.folder), "stride": mg.default_stride if stride is None else stride,
         "sample_rate": mg.sample_rate, "channels": int(wavs[0].shape[0]), "device": str(mg.device),
         "backend": mg.backend.name, "dtype": mg.backend.dtype,
         "wall_time_s": round(time.perf_counter() - start, 3), "musicgen_version": __version__,
@@ -173,7 +172,7 @@ def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict]) -> 
 @app.command()
 def generate(
     prompts: Optional[list[str]] = typer.Argument(None, help="Text descriptions; one output file each."),
-    model: str = model_option(checkpoints.DEFAULT_MODEL),
+    model: Optional[str] = model_option(),
     duration: float = typer.Option(10.0, "--duration", "-d", help=DURATION_HELP),
     output: Optional[Path] = OUTPUT,
     prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="A text file with one prompt per line."),
@@ -188,26 +187,27 @@ def generate(
     device: str = DEVICE,
     backend: str = BACKEND,
     dtype: str = DTYPE,
+    offline: bool = OFFLINE,
 ) -> None:
     """Generate music from text descriptions."""
-    from .api import check_duration
-
     prompts = read_prompts(prompts, prompts_file)
     check_duration(duration)
     job = prepare(output_paths(prompts, output), force, normalize, top_k, top_p, temperature, cfg, seed,
-                  model=model, duration=duration, batch=prompts)
-    mg = load_model(model, device, backend, dtype)
+                  duration=duration, batch=prompts)
+    mg = load_model(model, device, backend, dtype, offline)
     frames = mg.frames_for(duration)
-    announce(mg, model, len(prompts), frames / mg.frame_rate)
+    announce(mg, len(prompts), frames / mg.frame_rate)
     start = time.perf_counter()
     codes = with_progress(mg, frames, lambda progress: mg.generate_codes(prompts, duration, job.options, stride, progress))
-    wav = mg.codec.decode(codes).cpu()
+    wav = mg.decode(codes).cpu()
     per_output = [{"prompt": p, "batch_index": i, "frames": frames} for i, p in enumerate(prompts)]
     finish(job, mg, list(wav), stride, start, per_output)
 
 
 def read_input(path: Path, output: Optional[Path], what: str) -> tuple:
     """Read the user's audio before any model loads: (wav [C, N] float32, sample rate)."""
+    from . import audio
+
     wav, sr = audio.read_audio(path)
     if audio.is_silent(wav):
         raise MusicgenError(f"{path} is silent; {what}")
@@ -220,9 +220,9 @@ def read_input(path: Path, output: Optional[Path], what: str) -> tuple:
 def continue_(
     input: Path = typer.Argument(..., help="Audio to carry on: WAV, FLAC, OGG or MP3, any rate, mono or stereo."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Where the music should go, e.g. \"add a saxophone solo\"."),
-    model: str = model_option(checkpoints.DEFAULT_MODEL),
+    model: Optional[str] = model_option(),
     duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Seconds of the whole output, input included (default: input + 10 s)."),
-    prompt_seconds: float = typer.Option(10.0, "--prompt-seconds", help="The model hears at most this many seconds of the input's end."),
+    prompt_seconds: Optional[float] = typer.Option(None, "--prompt-seconds", help="The model hears at most this many seconds of the input's end (default: 10, or a third of the model's window when that is less)."),
     only_new: bool = typer.Option(False, "--only-new", help="Write only the new part, not the input."),
     output: Optional[Path] = OUTPUT,
     top_k: int = TOP_K,
@@ -236,25 +236,29 @@ def continue_(
     device: str = DEVICE,
     backend: str = BACKEND,
     dtype: str = DTYPE,
+    offline: bool = OFFLINE,
 ) -> None:
     """Carry on your audio: the output starts with your own samples, unchanged."""
-    from . import continuation
-    from .api import check_duration
-
     if prompt is not None and not prompt.strip():
         raise MusicgenError("--prompt is empty")
+    if duration is not None:
+        check_duration(duration)
     wav, sr = read_input(input, output, "there is nothing to continue")
-    duration = wav.shape[1] / sr + 10.0 if duration is None else check_duration(duration)
-    continuation.check_duration(wav.shape[1] / sr, duration)
+    duration = wav.shape[1] / sr + 10.0 if duration is None else duration
+    check_continuation(wav.shape[1] / sr, duration)
     if wav.shape[0] > 2:
         raise MusicgenError(f"{input} has {wav.shape[0]} channels; continue takes mono or stereo audio")
     path = output if output is not None else Path(f"{slug(input.stem)}-continued.wav")
-    job = prepare([path], force, normalize, top_k, top_p, temperature, cfg, seed, model=model,
-                  duration=duration, input=str(input), prompt=prompt, prompt_seconds=prompt_seconds, only_new=only_new)
-    mg = load_model(model, device, backend, dtype)
+    job = prepare([path], force, normalize, top_k, top_p, temperature, cfg, seed, duration=duration,
+                  input=str(input), prompt=prompt, only_new=only_new)
+    mg = load_model(model, device, backend, dtype, offline)
+    from . import audio, continuation
+
+    prompt_seconds = continuation.default_prompt_seconds(mg) if prompt_seconds is None else prompt_seconds
+    job.record["prompt_seconds"] = prompt_seconds
     wav = audio.resample(wav, sr, mg.sample_rate)
     continuation.plan(mg, wav.shape[1], duration, prompt_seconds)
-    announce(mg, model, 1, duration, f", continuing {input.name}")
+    announce(mg, 1, duration, f", continuing {input.name}", channels=max(wav.shape[0], mg.channels))
     start = time.perf_counter()
     out = with_progress(mg, mg.frames_for(duration), lambda progress: continuation.continue_audio(
         mg, wav, duration, prompt_seconds, prompt, job.options, stride, progress))
@@ -265,7 +269,7 @@ def continue_(
 def melody(
     input: Path = typer.Argument(..., help="The tune to follow (hummed, sung, played): WAV, FLAC, OGG or MP3."),
     style: Optional[str] = typer.Option(None, "--style", "-s", help="The music around it: \"orchestral\", or a whole sentence."),
-    model: str = model_option(checkpoints.DEFAULT_MELODY_MODEL),
+    model: Optional[str] = model_option(melody=True),
     duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Seconds of audio (default: the melody's length; a shorter melody loops)."),
     output: Optional[Path] = OUTPUT,
     top_k: int = TOP_K,
@@ -279,40 +283,85 @@ def melody(
     device: str = DEVICE,
     backend: str = BACKEND,
     dtype: str = DTYPE,
+    offline: bool = OFFLINE,
 ) -> None:
-    """Make music that follows a melody (needs a melody checkpoint)."""
-    from . import chroma
-    from .api import check_duration
-
+    """Make music that follows a melody (needs a melody model: melody, melody-large, stereo-melody, bundled)."""
     if style is not None and not style.strip():
         raise MusicgenError("--style is empty")
+    if duration is not None:
+        check_duration(duration)
     wav, sr = read_input(input, output, "silence has no melody to follow")
     duration = check_duration(wav.shape[1] / sr if duration is None else duration)
     name = f"{slug(input.stem)}-{slug(style) if style else 'melody'}.wav"
     job = prepare([output if output is not None else Path(name)], force, normalize, top_k, top_p, temperature,
-                  cfg, seed, model=model, duration=duration, input=str(input), style=style)
-    mg = load_model(model, device, backend, dtype, melody=True)
+                  cfg, seed, duration=duration, input=str(input), style=style)
+    mg = load_model(model, device, backend, dtype, offline, melody=True)
+    import torch
+
+    from . import audio, chroma
+
     tune = torch.from_numpy(audio.resample(audio.match_channels(wav, 1), sr, chroma.SAMPLE_RATE))
     frames = mg.frames_for(duration)
-    announce(mg, model, 1, frames / mg.frame_rate, f", following {input.name}")
+    announce(mg, 1, frames / mg.frame_rate, f", following {input.name}")
     start = time.perf_counter()
     codes = with_progress(mg, frames, lambda progress: mg.generate_codes(
         [style], duration, job.options, stride, progress, melody=tune))
-    finish(job, mg, [mg.codec.decode(codes)[0].cpu()], stride, start, [{}])
+    finish(job, mg, [mg.decode(codes)[0].cpu()], stride, start, [{}])
 
 
 def with_progress(mg, frames: int, run):
-    """Call run(progress_callback) under a progress bar: frames, seconds of audio, steps/s, time left."""
-    columns = [TextColumn("[bold]generating"), BarColumn(), RateColumn(), TimeRemainingColumn()]
+    """Call run(progress_callback) under a progress bar (under 80 columns): seconds of audio made,
+    steps per second, time left."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    seconds = frames / mg.frame_rate
+    done = TextColumn("{task.fields[made]:.1f}/" + f"{seconds:.1f} s audio" + " · {task.fields[rate]:.0f} steps/s")
+    columns = [TextColumn("generating"), BarColumn(bar_width=24), done, TimeRemainingColumn()]
     with Progress(*columns, console=err) as bar:
-        task = bar.add_task("generate", total=None, frames=frames, frame_rate=mg.frame_rate)
-        return run(lambda done, total: bar.update(task, completed=done, total=total))
+        task = bar.add_task("generate", total=None, made=0.0, rate=0.0)
+
+        def update(step: int, total: int) -> None:
+            bar.update(task, completed=step, total=total, made=seconds * step / total if total else 0.0,
+                       rate=bar.tasks[0].speed or 0.0)
+
+        return run(update)
 
 
 def write_output(path: Path, wav, sample_rate: int, normalize: str, sidecar: dict) -> None:
+    from . import audio
+
     audio.write_audio(path, wav, sample_rate, normalization=normalize)
-    audio.write_json(audio.sidecar_path(path), sidecar)
-    err.print(f"wrote {path} ({wav.shape[-1] / sample_rate:.1f} s, {wav.shape[0]} ch, {sample_rate} Hz)")
+    files.write_json(files.sidecar_path(path), sidecar)
+    err.print(f"wrote {path} ({wav.shape[-1] / sample_rate:.1f} s, {wav.shape[0]} ch, {sample_rate} Hz)", highlight=False)
+
+
+@app.command()
+def models() -> None:
+    """List the models musicgen knows: published ones (cached or not, and where) and the bundled one."""
+    from . import hub
+
+    print(f"{'name':<20} {'hub id':<36} {'decoder':<10} {'window':>6}  {'audio':<6} {'melody':<6} cached")
+    for k in registry.KNOWN.values():
+        folder = hub.cached(k.repo)
+        where = f"yes, {folder}" if folder else "no"
+        print(f"{k.name:<20} {k.repo:<36} {k.decoder:<10} {k.window:>5g}s  {'stereo' if k.stereo else 'mono':<6} "
+              f"{'yes' if k.melody else 'no':<6} {where}")
+    print(f"{registry.BUNDLED:<20} {'(in the package)':<36} {'256 x 4':<10} {10:>5g}s  {'mono':<6} {'yes':<6} "
+          f"{registry.BUNDLED_FOLDER}")
+
+
+@app.command()
+def download(name: str = typer.Argument(..., help="A published model's short name (small, melody, ...) or a hub id.")) -> None:
+    """Fetch a model into the Hugging Face cache without generating."""
+    from . import hub
+
+    repo = registry.hub_id(name)
+    if repo is None:
+        raise MusicgenError(f"'{name}' is not a known model name or hub id{registry.suggestion(name)}")
+    folder = hub.cached(repo)
+    if folder is None:
+        folder = hub.download(repo)
+    print(folder)
 
 
 @app.command()
@@ -335,15 +384,23 @@ def bench(
     dtypes = [d.strip() for d in dtype.split(",") if d.strip()]
     if not dtypes or any(d not in ("float32", "bfloat16", "int8") for d in dtypes):
         raise MusicgenError("--dtype takes float32, bfloat16 and int8, comma-separated")
+    import torch
+
     if device == "cuda" and not torch.cuda.is_available():
         raise MusicgenError("--device cuda was asked for, but this torch has no usable CUDA device")
     benchmark.run(size, dtypes, backend, device, steps, repeats, threads)
 
 
-@app.command()
-def version() -> None:
-    """Print the version."""
-    typer.echo(__version__)
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def options(version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                         help="Print the version and exit.")) -> None:
+    """Generate music from text with MusicGen-compatible models, on your own machine."""
 
 
 def main(argv: Optional[list[str]] = None) -> None:

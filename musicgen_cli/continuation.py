@@ -15,17 +15,15 @@ import torch
 from . import audio
 from .errors import MusicgenError
 from .generation import Progress
+from .options import check_continuation
 from .sampling import SamplingOptions
 
 CROSSFADE_SECONDS = 0.05
 
 
-def check_duration(input_seconds: float, duration: float) -> None:
-    if duration <= input_seconds:
-        raise MusicgenError(
-            f"the input already lasts {input_seconds:.2f} s; --duration is the length of the whole output, "
-            f"so ask for more than that"
-        )
+def default_prompt_seconds(mg) -> float:
+    """How much of the input the model hears by default: 10 s, or a third of a shorter window."""
+    return min(10.0, mg.max_duration / 3)
 
 
 def plan(mg, samples: int, duration: float, prompt_seconds: float) -> tuple[int, int]:
@@ -33,7 +31,7 @@ def plan(mg, samples: int, duration: float, prompt_seconds: float) -> tuple[int,
     last `prompt_seconds` of the input at most, in whole codec frames; frames for the model to make,
     the prompt's included)."""
     sr, hop = mg.sample_rate, mg.codec.hop_length
-    check_duration(samples / sr, duration)
+    check_continuation(samples / sr, duration)
     if not 0 < prompt_seconds < mg.max_duration:
         raise MusicgenError(f"--prompt-seconds must be above 0 and below {mg.max_duration:g}, got {prompt_seconds:g}")
     prompt = min(int(prompt_seconds * sr), samples) // hop * hop
@@ -59,7 +57,7 @@ def continue_audio(
     mg,
     wav: np.ndarray,
     duration: float,
-    prompt_seconds: float = 10.0,
+    prompt_seconds: float | None = None,
     description: str | None = None,
     options: SamplingOptions = SamplingOptions(),
     stride: float | None = None,
@@ -68,12 +66,13 @@ def continue_audio(
     """Continue `wav` [C, N] (at the model's sample rate, mono or stereo) until it lasts `duration`
     seconds. Returns [max(C, model channels), round(duration * sample_rate)] float32."""
     n = wav.shape[1]
+    prompt_seconds = default_prompt_seconds(mg) if prompt_seconds is None else prompt_seconds
     prompt, frames = plan(mg, n, duration, prompt_seconds)
     model_in = torch.from_numpy(np.ascontiguousarray(audio.match_channels(wav[:, n - prompt :], mg.channels)))
     codes = mg.generate_codes(
         [description], frames / mg.frame_rate, options, stride, progress, audio=model_in[None]
     )
-    resynth = mg.codec.decode(codes)[0].cpu().numpy()
+    resynth = mg.decode(codes)[0].cpu().numpy()
     channels = max(wav.shape[0], mg.channels)
     total, fade = round(duration * mg.sample_rate), round(CROSSFADE_SECONDS * mg.sample_rate)
     return splice(audio.match_channels(wav, channels), audio.match_channels(resynth, channels), prompt, total, fade)

@@ -7,36 +7,9 @@ then temperature, then top-k, then top-p over what top-k kept, then one seeded d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    top_k: int = 250  # 0 = no top-k filter
-    top_p: float = 0.0  # 0 = no top-p filter
-    temperature: float = 1.0
-    cfg: float = 3.0  # classifier-free guidance scale; 1 = no guidance
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.top_k < 0:
-            raise ValueError("top-k must be 0 (off) or a positive number of tokens")
-        if not 0.0 <= self.top_p <= 1.0:
-            raise ValueError("top-p must be between 0 (off) and 1")
-        if not self.temperature >= 0.0:
-            raise ValueError("temperature must be 0 (greedy) or more")
-        if not self.cfg >= 0.0:
-            raise ValueError("the guidance scale (cfg) must be 0 or more")
-
-    @property
-    def greedy(self) -> bool:
-        return self.top_k == 1 or self.temperature == 0.0
-
-    @property
-    def guided(self) -> bool:
-        return self.cfg != 1.0
+from .options import SamplingOptions  # noqa: F401 (its home used to be here)
 
 
 def guide(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:

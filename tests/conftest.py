@@ -12,6 +12,9 @@ from tiny_checkpoints import make_hf_checkpoint  # noqa: E402
 # another process is busy, and tiny-model tests slow down 10-100x. Subprocesses inherit this too.
 torch.set_num_threads(1)
 os.environ["OMP_NUM_THREADS"] = "1"
+# Tests never touch the internet: the default model falls back to the bundled one at once
+# (the hub tests point HF_ENDPOINT at a local server and lift this in their own processes).
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")

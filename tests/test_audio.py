@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from musicgen_cli import audio
-from musicgen_cli.audio import (OUTPUT_FORMATS, check_output_path, normalize, read_audio, resample,
-                                sidecar_path, write_audio, write_json)
+from musicgen_cli import audio, files
+from musicgen_cli.audio import normalize, read_audio, resample, write_audio
+from musicgen_cli.files import OUTPUT_FORMATS, check_output_path, sidecar_path, write_json
 from musicgen_cli.errors import MusicgenError
 
 SR = 32000
@@ -228,7 +228,7 @@ def test_unwritable_folder_detected_by_probe(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):  # what a read-only mount does even to root
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(audio.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
     with pytest.raises(MusicgenError, match="not writable.*Read-only"):
         check_output_path(tmp_path / "song.wav", force=False)
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import soundfile as sf
 
-from musicgen_cli import checkpoints
+from musicgen_cli import registry
 from musicgen_cli.api import MusicGen
 
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_CACHE": "/nonexistent"}
@@ -20,7 +20,7 @@ def musicgen(*args, cwd):
 
 
 def test_the_bundled_model_is_a_small_melody_capable_hf_folder():
-    folder = checkpoints.BUNDLED_FOLDER
+    folder = registry.BUNDLED_FOLDER
     size = sum(p.stat().st_size for p in folder.iterdir())
     assert size < 60e6, size
     config = json.loads((folder / "config.json").read_text())

@@ -142,7 +142,7 @@ def test_bad_models_are_one_line(tmp_path, capsys, mono_ckpt):
         (not_ckpt, "not a MusicGen checkpoint"),
         (truncated, "truncated or corrupt"),
         (garbage, "truncated or corrupt"),
-        ("someone/not-cached-model", "not in the local Hugging Face cache"),
+        ("someone/not-cached-model", "not in the Hugging Face cache, and offline mode"),
     ]
     for model, message in cases:
         code, lines = run_main(["generate", "x", "-m", model, "-o", tmp_path / "o.wav"], capsys)
