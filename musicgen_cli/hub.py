@@ -3,7 +3,9 @@
 Only the files musicgen reads are fetched: the configs, the tokenizer and one copy of the weights
 (safetensors when the repository has them; the repositories also carry pickled and audiocraft
 copies, which are skipped). huggingface_hub downloads through a temporary `.incomplete` file that
-a later run resumes (HTTP Range), so an interrupted download leaves no half file in the snapshot.
+it renames into place when complete, so an interrupted download leaves no half file in the cache.
+It retries a dropped connection within the run; huggingface_hub 2.x no longer resumes a file
+across runs (it deletes the partial file), so a run that fails starts that file again next time.
 `HF_HUB_OFFLINE=1` (or --offline) never touches the network; `HF_ENDPOINT` names another server.
 """
 
@@ -66,7 +68,7 @@ def wanted(files: list[str]) -> list[str]:
 def download(repo: str) -> Path:
     """Fetch `repo` into the hub cache (resuming what an earlier run left) with a progress bar on
     stderr; MusicgenError (one line) for an unknown id, no network, or a cut download."""
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub import errors as hf
 
     if offline():
@@ -78,7 +80,8 @@ def download(repo: str) -> Path:
         files = wanted([s.rfilename for s in info.siblings or []])
         if "config.json" not in files and "state_dict.bin" not in files:
             raise MusicgenError(f"'{repo}' on the hub is not a MusicGen checkpoint (no config.json or state_dict.bin)")
-        return Path(snapshot_download(repo, revision=info.sha, allow_patterns=files, etag_timeout=TIMEOUT))
+        paths = [hf_hub_download(repo, f, etag_timeout=TIMEOUT) for f in files]
+        return Path(paths[0]).parent  # the snapshot folder of the revision main names
     except (hf.RepositoryNotFoundError, hf.GatedRepoError) as e:
         raise MusicgenError(f"no model '{repo}' on the Hugging Face hub{suggestion(repo)}") from e
     except hf.HfHubHTTPError as e:
@@ -87,7 +90,7 @@ def download(repo: str) -> Path:
         raise
     except Exception as e:  # no network (httpx's connect errors, timeouts) or a download cut short
         raise MusicgenError(f"cannot download '{repo}' from the Hugging Face hub ({_one_line(e)}); "
-                            "run the command again to resume, or use --model bundled") from e
+                            "run the command again to retry, or use --model bundled") from e
 
 
 def _one_line(error: BaseException) -> str:

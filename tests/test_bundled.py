@@ -47,3 +47,28 @@ def test_generate_melody_and_continue_work_offline_with_no_model_option(tmp_path
     assert r.returncode == 0, r.stderr
     out, _ = sf.read(tmp_path / "beat-continued.wav")
     assert out.shape == (96000,)
+
+
+def test_the_readme_commands_with_default_options(tmp_path):
+    """The README's three commands exactly as written, nothing else set: offline, the default model
+    falls back to the bundled one (with a note); the outputs have no DC offset and no edge clicks."""
+    r = musicgen("generate", "lo-fi jazz", "--duration", "30", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "note: using the bundled model" in r.stderr
+    jazz, sr = sf.read(tmp_path / "lo-fi-jazz.wav")
+    assert jazz.shape == (30 * 32000,)
+    assert abs(jazz.mean()) < 0.01 * np.sqrt(np.mean(jazz ** 2)), jazz.mean()  # no DC offset
+    assert abs(jazz[0]) < 1e-3 and abs(jazz[-1]) < 1e-3  # starts and ends at rest: no click
+
+    r = musicgen("continue", "lo-fi-jazz.wav", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out, _ = sf.read(tmp_path / "lo-fi-jazz-continued.wav")
+    assert out.shape == (40 * 32000,)
+    np.testing.assert_allclose(out[: 29 * 32000], jazz[: 29 * 32000], atol=1e-4)  # the input, unchanged
+
+    t = np.arange(4 * 32000) / 32000
+    hum = 0.3 * np.sin(2 * np.pi * 220 * 2 ** (np.floor(t * 2) % 5 / 12) * t)
+    sf.write(tmp_path / "hum.wav", hum.astype(np.float32), 32000)
+    r = musicgen("melody", "hum.wav", "--style", "orchestral", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sf.info(tmp_path / "hum-orchestral.wav").frames == 4 * 32000
