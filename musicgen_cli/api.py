@@ -148,7 +148,8 @@ class MusicGen:
             raise MusicgenError("the audio prompt must be shorter than the requested duration and the model's window")
         stride_frames = max(1, round(stride * self.frame_rate))
         decoder = self.backend.decoder(options)
-        return generate_codes(decoder, frames, prompt, window, stride_frames, progress, condition)
+        with self.backend.threads():
+            return generate_codes(decoder, frames, prompt, window, stride_frames, progress, condition)
 
     def _conditioning(self, states, mask, melody, batch: int, guided: bool):
         """Set the LM's conditioning; for a melody, return the per-window callback that sets it."""

@@ -11,7 +11,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from transformers.audio_utils import chroma_filter_bank
 
 from .audio import resample
 
@@ -24,6 +23,8 @@ NUM_CHROMA = 12
 @functools.lru_cache(maxsize=8)
 def _filter_bank(sample_rate: int, n_fft: int, num_chroma: int) -> torch.Tensor:
     """[num_chroma, n_fft // 2 + 1] float32 chroma filter bank; row 0 is pitch class C."""
+    from transformers.audio_utils import chroma_filter_bank  # only melodies need it: not at start-up
+
     bank = chroma_filter_bank(sampling_rate=sample_rate, num_frequency_bins=n_fft, tuning=0, num_chroma=num_chroma)
     assert bank.shape == (num_chroma, n_fft // 2 + 1), bank.shape
     return torch.from_numpy(bank).float()

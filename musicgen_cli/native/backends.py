@@ -10,6 +10,8 @@ uses torch) and torch on a GPU: the cuda path has never run on a GPU yet, so it 
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from ..generation import Decoder
@@ -23,6 +25,20 @@ BACKENDS = ("auto", "torch", "cpu", "cuda")
 # The dtype `auto` picks: on the CPU the fastest one whose measured quality cost is negligible
 # (README, "Speed"); on a GPU float32, the only one measured against the reference there so far.
 DEFAULT_DTYPE = {"cpu": "int8", "cuda": "float32"}
+
+
+# Multiply-adds per decode step below which decoding runs on one CPU thread. Waking threads costs
+# microseconds on an idle machine, but on a busy one OpenMP's waiting threads compete with the one
+# doing the work: the bundled model (9M a step) decoded 3-10x slower on two threads than on one
+# while another process ran; musicgen-small (690M) needs both.
+ONE_THREAD_BELOW = 1 << 26
+
+
+def step_work(lm: MusicGenLM, rows: int = 2) -> int:
+    """Multiply-adds of one decode step (guided: two rows), weights only."""
+    c = lm.cfg
+    per_layer = 4 * c.dim * c.dim + 2 * c.dim * c.ffn_dim + (0 if c.melody else 2 * c.dim * c.dim)
+    return rows * (c.num_layers * per_layer + c.num_codebooks * c.card * c.dim)
 
 
 class BackendError(ValueError):
@@ -94,6 +110,19 @@ class Backend:
             self.fast = FastLM(lm, dtype, release=True)
             self.graphs = cuda.graph_support()  # None (after a warning): FastLM step by step, PyTorch sampling
         self.name = backend
+
+    @contextlib.contextmanager
+    def threads(self):
+        """Around a generation: a small model's CPU decoding on one thread (ONE_THREAD_BELOW)."""
+        before = torch.get_num_threads()
+        small = self.lm.layer_norm.weight.device.type == "cpu" and step_work(self.lm) < ONE_THREAD_BELOW
+        if small:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if small:
+                torch.set_num_threads(before)
 
     def decoder(self, opts: SamplingOptions) -> Decoder:
         if self.fast is None:
