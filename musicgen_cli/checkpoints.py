@@ -52,11 +52,11 @@ def resolve(model: str | None = None, melody: bool = False) -> tuple[str, Path, 
             return default, folder, None
         try:
             return default, hub.download(repo), None
-        except MusicgenError as e:
+        except MusicgenError:
             name, folder, _ = resolve(registry.BUNDLED)
-            why = "offline mode" if hub.offline() else str(e)
-            return name, folder, (f"using the bundled model: {default} ({repo}) is not cached and could not be "
-                                  f"downloaded ({why}); get it with `musicgen download {default}`")
+            why = "offline mode is on" if hub.offline() else "the hub cannot be reached"
+            return name, folder, (f"using the bundled model: {default} is not cached and {why} "
+                                  f"(`musicgen download {default}` fetches it)")
     path = Path(model).expanduser()
     if model == registry.BUNDLED and not path.exists():
         if not (registry.BUNDLED_FOLDER / "config.json").is_file():

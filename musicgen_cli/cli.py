@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import sys
 import time
@@ -48,39 +47,6 @@ def read_prompts(prompts: list[str], prompts_file: Optional[Path]) -> list[str]:
     if any(not p.strip() for p in prompts):
         raise MusicgenError("a prompt is empty")
     return prompts
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60].strip("-") or "musicgen"
-
-
-def output_paths(prompts: list[str], output: Optional[Path]) -> list[Path]:
-    """-o song.wav names the file (song-1.wav, song-2.wav, ... for several prompts);
-    without -o each file is named after its prompt, in the current folder."""
-    if output is not None:
-        if len(prompts) == 1:
-            return [output]
-        return [output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(1, len(prompts) + 1)]
-    names: list[Path] = []
-    for p in prompts:
-        base, n = slug(p), 1
-        name = Path(f"{base}.wav")
-        while name in names:
-            n += 1
-            name = Path(f"{base}-{n}.wav")
-        names.append(name)
-    return names
-
-
-def check_outputs(paths: list[Path], force: bool) -> list[Path]:
-    checked = [files.check_output_path(p, force) for p in paths]
-    for p in checked:
-        side = files.sidecar_path(p)
-        if side.exists() and not force:
-            raise MusicgenError(f"{side} (the sidecar of {p.name}) exists; pass --force to overwrite")
-    if len(set(checked)) != len(checked):
-        raise MusicgenError("two outputs would get the same file name; use distinct -o names")
-    return checked
 
 
 def sampling_options(top_k, top_p, temperature, cfg, seed) -> SamplingOptions:
@@ -131,7 +97,7 @@ class Job:
 def prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed, **record) -> Job:
     if normalize not in NORMALIZATIONS:
         raise MusicgenError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}, got '{normalize}'")
-    paths = check_outputs(paths, force)
+    paths = files.check_outputs(paths, force)
     seed = secrets.randbelow(2**31) if seed is None else seed
     options = sampling_options(top_k, top_p, temperature, cfg, seed)
     fields = {"seed": seed, "top_k": top_k, "top_p": top_p, "temperature": temperature, "cfg": cfg, "normalize": normalize}
@@ -192,7 +158,7 @@ def generate(
     """Generate music from text descriptions."""
     prompts = read_prompts(prompts, prompts_file)
     check_duration(duration)
-    job = prepare(output_paths(prompts, output), force, normalize, top_k, top_p, temperature, cfg, seed,
+    job = prepare(files.output_paths(prompts, output), force, normalize, top_k, top_p, temperature, cfg, seed,
                   duration=duration, batch=prompts)
     mg = load_model(model, device, backend, dtype, offline)
     frames = mg.frames_for(duration)
@@ -248,7 +214,7 @@ def continue_(
     check_continuation(wav.shape[1] / sr, duration)
     if wav.shape[0] > 2:
         raise MusicgenError(f"{input} has {wav.shape[0]} channels; continue takes mono or stereo audio")
-    path = output if output is not None else Path(f"{slug(input.stem)}-continued.wav")
+    path = output if output is not None else Path(f"{files.slug(input.stem)}-continued.wav")
     job = prepare([path], force, normalize, top_k, top_p, temperature, cfg, seed, duration=duration,
                   input=str(input), prompt=prompt, only_new=only_new)
     mg = load_model(model, device, backend, dtype, offline)
@@ -292,7 +258,7 @@ def melody(
         check_duration(duration)
     wav, sr = read_input(input, output, "silence has no melody to follow")
     duration = check_duration(wav.shape[1] / sr if duration is None else duration)
-    name = f"{slug(input.stem)}-{slug(style) if style else 'melody'}.wav"
+    name = f"{files.slug(input.stem)}-{files.slug(style) if style else 'melody'}.wav"
     job = prepare([output if output is not None else Path(name)], force, normalize, top_k, top_p, temperature,
                   cfg, seed, duration=duration, input=str(input), style=style)
     mg = load_model(model, device, backend, dtype, offline, melody=True)
@@ -340,14 +306,15 @@ def models() -> None:
     """List the models musicgen knows: published ones (cached or not, and where) and the bundled one."""
     from . import hub
 
-    print(f"{'name':<20} {'hub id':<36} {'decoder':<10} {'window':>6}  {'audio':<6} {'melody':<6} cached")
+    print(f"{'name':<20} {'hub id':<38} {'decoder':<10} {'window':>6}  {'audio':<6} {'melody':<6} cached")
     for k in registry.KNOWN.values():
         folder = hub.cached(k.repo)
         where = f"yes, {folder}" if folder else "no"
-        print(f"{k.name:<20} {k.repo:<36} {k.decoder:<10} {k.window:>5g}s  {'stereo' if k.stereo else 'mono':<6} "
+        print(f"{k.name:<20} {k.repo:<38} {k.decoder:<10} {k.window:>5g}s  {'stereo' if k.stereo else 'mono':<6} "
               f"{'yes' if k.melody else 'no':<6} {where}")
-    print(f"{registry.BUNDLED:<20} {'(in the package)':<36} {'256 x 4':<10} {10:>5g}s  {'mono':<6} {'yes':<6} "
-          f"{registry.BUNDLED_FOLDER}")
+    b = registry.bundled()
+    print(f"{b.name:<20} {'(in the package)':<38} {b.decoder:<10} {b.window:>5g}s  {'stereo' if b.stereo else 'mono':<6} "
+          f"{'yes' if b.melody else 'no':<6} {registry.BUNDLED_FOLDER}")
 
 
 @app.command()

@@ -3,9 +3,12 @@
 Standard library only: the command line checks its output paths before importing anything heavy.
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -95,3 +98,36 @@ def write_json(path, obj) -> None:
 def sidecar_path(audio_path) -> Path:
     """The metadata file that goes with an audio file: song.wav -> song.json."""
     return Path(audio_path).with_suffix(".json")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60].strip("-") or "musicgen"
+
+
+def output_paths(prompts: list[str], output: Path | None) -> list[Path]:
+    """-o song.wav names the file (song-1.wav, song-2.wav, ... for several prompts);
+    without -o each file is named after its prompt, in the current folder."""
+    if output is not None:
+        if len(prompts) == 1:
+            return [output]
+        return [output.with_name(f"{output.stem}-{i}{output.suffix}") for i in range(1, len(prompts) + 1)]
+    names: list[Path] = []
+    for p in prompts:
+        base, n = slug(p), 1
+        name = Path(f"{base}.wav")
+        while name in names:
+            n += 1
+            name = Path(f"{base}-{n}.wav")
+        names.append(name)
+    return names
+
+
+def check_outputs(paths: list[Path], force: bool) -> list[Path]:
+    checked = [check_output_path(p, force) for p in paths]
+    for p in checked:
+        side = sidecar_path(p)
+        if side.exists() and not force:
+            raise MusicgenError(f"{side} (the sidecar of {p.name}) exists; pass --force to overwrite")
+    if len(set(checked)) != len(checked):
+        raise MusicgenError("two outputs would get the same file name; use distinct -o names")
+    return checked

@@ -6,6 +6,7 @@ Cheap to import (standard library only): the command line checks names before an
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,19 @@ KNOWN = {k.name: k for k in [
 # else (offline, not cached) the bundled one, with one line saying so.
 DEFAULT_MODEL = "small"
 DEFAULT_MELODY_MODEL = "melody"
+
+
+def bundled() -> Known:
+    """The bundled model's entry, read from its config files."""
+    config = json.loads((BUNDLED_FOLDER / "config.json").read_text())
+    frames = json.loads((BUNDLED_FOLDER / "generation_config.json").read_text())["max_length"]
+    dec, codec = config["decoder"], config["audio_encoder"]
+    hop = 1
+    for ratio in codec["upsampling_ratios"]:
+        hop *= ratio
+    return Known(BUNDLED, "", f"{dec['hidden_size']} x {dec['num_hidden_layers']}",
+                 stereo=dec.get("audio_channels", 1) == 2, melody=config["model_type"] == "musicgen_melody",
+                 window=frames * hop / codec["sampling_rate"])
 
 
 def hub_id(name: str) -> str | None:

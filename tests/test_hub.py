@@ -105,7 +105,7 @@ def test_no_server_default_falls_back_to_bundled_within_a_second(tmp_path):
     code, out, err = musicgen(["generate", "x", "-d", "0.5", "-o", tmp_path / "x.wav"], tmp_path / "hf",
                               f"http://127.0.0.1:{closed_port()}")
     assert code == 0, err
-    assert any(line.startswith("note: using the bundled model: small (facebook/musicgen-small) is not cached")
+    assert any(line.startswith("note: using the bundled model: small is not cached and the hub cannot be reached")
                for line in err), err
     probe = ("import time; from musicgen_cli import checkpoints; t = time.perf_counter(); "
              "name, folder, note = checkpoints.resolve(None); print(name, time.perf_counter() - t)")
