@@ -282,7 +282,8 @@ class EnCodec(nn.Module):
     @staticmethod
     def hf_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Hugging Face EnCodec tensors -> ours: weight norm folded into plain weights (v * g / |v|, the
-        norm over all but the first dimension), whether stored as `weight_g`/`weight_v` (hub files) or
+        norm over all but the first dimension; torch's own kernel, so the weights are bit for bit those
+        transformers computes at each call), whether stored as `weight_g`/`weight_v` (hub files) or
         `parametrizations.weight.original0/1` (transformers 5); the codebooks' training statistics
         (inited, cluster_size, embed_avg) dropped. Anything else is kept as it is."""
         stats = (".codebook.inited", ".codebook.cluster_size", ".codebook.embed_avg")
@@ -293,9 +294,8 @@ class EnCodec(nn.Module):
                 g, v = out[key], out.get(base + v_name)
                 if v is None or g.shape != (v.shape[0],) + (1,) * (v.dim() - 1):
                     continue  # left as it is: loading reports it
-                norm = v.flatten(1).norm(dim=1).view_as(g)
                 del out[key], out[base + v_name]
-                out[base + ".weight"] = v * (g / norm)
+                out[base + ".weight"] = torch._weight_norm(v, g, 0)
         return out
 
 

@@ -47,14 +47,18 @@ class T5Config:
 
     @classmethod
     def from_hf(cls, config: dict) -> "T5Config":
-        """The `text_encoder` part of a MusicGen config.json (or a T5 folder's config.json)."""
+        """The `text_encoder` part of a MusicGen config.json (or a T5 folder's config.json). The
+        feed-forward follows `feed_forward_proj` ("relu", "gated-gelu", "[gated-]ACT"), unless the
+        config also spells out `dense_act_fn` / `is_gated_act`, which win (as in transformers)."""
         proj = config.get("feed_forward_proj", "relu")
         parts = proj.split("-")
-        gated = len(parts) == 2 and parts[0] == "gated"
-        activation = "gelu_new" if proj == "gated-gelu" else parts[-1]
-        if len(parts) > 2 or (len(parts) == 2 and not gated) or activation not in ACTIVATIONS:
-            raise MusicgenError(f"the text encoder's feed_forward_proj '{proj}' is not supported "
-                                f"(relu, gated-gelu or [gated-]{{{', '.join(ACTIVATIONS)}}})")
+        if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
+            raise MusicgenError(f"the text encoder's feed_forward_proj '{proj}' is not supported")
+        gated = config.get("is_gated_act", parts[0] == "gated" and len(parts) == 2)
+        activation = config.get("dense_act_fn", "gelu_new" if proj == "gated-gelu" else parts[-1])
+        if activation not in ACTIVATIONS:
+            raise MusicgenError(f"the text encoder's activation '{activation}' is not supported "
+                                f"({', '.join(ACTIVATIONS)})")
         try:
             return cls(
                 vocab_size=config["vocab_size"],

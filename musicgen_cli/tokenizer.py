@@ -5,11 +5,13 @@
 
 A folder's `tokenizer.json` is read with the `tokenizers` library; without one, `spiece.model` with
 `sentencepiece`. Either way each text ends with the end-of-sequence id `</s>` (no start id), as
-T5's tokenizer does; nothing is truncated (T5's relative positions take any length).
+T5's tokenizer does; nothing is truncated (T5's relative positions take any length). `</s>`, `<pad>`
+and `<unk>` written in a text are those tokens, as in transformers.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -17,7 +19,7 @@ import torch
 
 from .errors import MusicgenError
 
-EOS, PAD = "</s>", "<pad>"
+EOS, PAD, UNK = "</s>", "<pad>", "<unk>"
 
 
 class T5Tokenizer:
@@ -60,11 +62,22 @@ class T5Tokenizer:
         import sentencepiece
 
         sp = sentencepiece.SentencePieceProcessor(model_file=str(path))
-        eos = sp.piece_to_id(EOS)
-        if sp.id_to_piece(eos) != EOS:
+        special = {piece: sp.piece_to_id(piece) for piece in (PAD, EOS, UNK) if sp.id_to_piece(sp.piece_to_id(piece)) == piece}
+        if EOS not in special:
             raise MusicgenError(f"{path} has no end-of-sequence token {EOS}")
-        pad = sp.piece_to_id(PAD)
-        return cls(lambda texts: [ids + [eos] for ids in sp.encode(texts)], pad if sp.id_to_piece(pad) == PAD else 0, path)
+        # transformers' tokenizer reads a special token's text in a prompt as that token, and the
+        # text around it piece by piece
+        split = re.compile("(" + "|".join(map(re.escape, special)) + ")")
+
+        def encode(texts: list[str]) -> list[list[int]]:
+            out = []
+            for text in texts:
+                parts = split.split(text)  # odd indices: special tokens
+                ids = [i for k, part in enumerate(parts) if part for i in ([special[part]] if k % 2 else sp.encode(part))]
+                out.append(ids + [special[EOS]])
+            return out
+
+        return cls(encode, special.get(PAD, 0), path)
 
     def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """texts -> (ids [B, L] int64, attention mask [B, L] int64: 1 for tokens, 0 for padding);
