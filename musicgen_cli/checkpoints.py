@@ -105,23 +105,29 @@ def _torch_load(path: Path) -> dict:
 
 
 def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a folder: model.safetensors or pytorch_model.bin (the latter read with
+    weights_only), either one file or shards listed by their index."""
     from safetensors.torch import load_file
 
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    elif (folder / "model.safetensors").is_file():
-        files = ["model.safetensors"]
-    elif (folder / "pytorch_model.bin").is_file():
-        return _torch_load(folder / "pytorch_model.bin")
+    for single in ("model.safetensors", "pytorch_model.bin"):
+        index = folder / f"{single}.index.json"
+        if index.is_file():
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            break
+        if (folder / single).is_file():
+            files = [single]
+            break
     else:
         raise MusicgenError(f"no weights in {folder} (model.safetensors or pytorch_model.bin)")
     state = {}
     for name in files:
+        if not (folder / name).is_file():
+            raise MusicgenError(f"weights file {folder / name} is missing")
+        if name.endswith(".bin"):
+            state.update(_torch_load(folder / name))
+            continue
         try:
             state.update(load_file(folder / name))
-        except FileNotFoundError:
-            raise MusicgenError(f"weights file {folder / name} is missing")
         except Exception as e:
             raise MusicgenError(f"cannot read {folder / name}: the file is truncated or corrupt") from e
     return state
@@ -172,6 +178,13 @@ def _codec(config: dict, state: dict) -> EnCodec:
 
 def _tokenizer(folder: Path) -> T5Tokenizer:
     return T5Tokenizer.from_folder(folder)
+
+
+def t5_folder_encoder(folder: Path) -> T5Encoder:
+    """The encoder of a T5 checkpoint folder (t5-base holds the whole encoder-decoder: the decoder
+    and its head are left out)."""
+    state = {k: v for k, v in _read_weights(folder).items() if k.startswith(("shared.", "encoder."))}
+    return _text_encoder(_read_config(folder), state)
 
 
 def _read_config(folder: Path) -> dict:
@@ -316,13 +329,12 @@ def _load_audiocraft(folder: Path, name: str) -> Checkpoint:
     codec_repo = pointer if isinstance(pointer, str) else AUDIOCRAFT_CODEC
     t5_folder = _hub_folder(t5_repos, "the text encoder")
     codec_folder = _hub_folder([codec_repo], "the audio codec")
-    t5_state = {k: v for k, v in _read_weights(t5_folder).items() if k.startswith(("shared.", "encoder."))}
     return Checkpoint(
         name=name,
         folder=folder,
         lm_config=lm_config,
         lm_state=lm_state,
-        text_encoder=_text_encoder(_read_config(t5_folder), t5_state),  # a whole T5: its decoder is left out
+        text_encoder=t5_folder_encoder(t5_folder),
         tokenizer=_tokenizer(t5_folder),
         codec=_codec(_read_config(codec_folder), _read_weights(codec_folder)),
         max_duration=float(cfg.get("dataset", {}).get("segment_duration", 30.0)),

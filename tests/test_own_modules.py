@@ -1,6 +1,7 @@
 """Our T5 encoder, EnCodec and T5 tokenizer (musicgen_cli/t5.py, encodec.py, tokenizer.py) held to
 transformers' modules, the reference: tiny random ones and the bundled checkpoint's."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import torch
 from transformers import AutoTokenizer, EncodecModel, T5Config, T5EncoderModel
 
 import tiny_checkpoints as tc
-from musicgen_cli import MusicgenError, checkpoints
+from musicgen_cli import MusicgenError, checkpoints, registry
 from musicgen_cli.encodec import EnCodec, EnCodecConfig
 from musicgen_cli.t5 import T5Encoder
 from musicgen_cli.tokenizer import T5Tokenizer
@@ -196,7 +197,7 @@ def tokenizer_folders(tmp_path_factory):
     """(tiny tokenizer folder, bundled folder): each with spiece.model and tokenizer.json."""
     tiny = tmp_path_factory.mktemp("tiny-tokenizer")
     tc.make_tokenizer_files(tiny)
-    return [tiny, checkpoints.BUNDLED_FOLDER]
+    return [tiny, registry.BUNDLED_FOLDER]
 
 
 @pytest.mark.parametrize("route", ["tokenizer.json", "spiece.model"])
@@ -232,8 +233,8 @@ def test_tokenizer_missing_or_broken(tmp_path):
 def test_bundled_text_encoder_and_codec_match_transformers():
     from transformers import MusicgenMelodyForConditionalGeneration
 
-    ckpt = checkpoints.load(checkpoints.BUNDLED)
-    ref = MusicgenMelodyForConditionalGeneration.from_pretrained(checkpoints.BUNDLED_FOLDER).eval()
+    ckpt = checkpoints.load(registry.BUNDLED)
+    ref = MusicgenMelodyForConditionalGeneration.from_pretrained(registry.BUNDLED_FOLDER).eval()
     ids, mask = ckpt.tokenizer(PROMPTS)
     with torch.no_grad():
         expected = ref.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -248,3 +249,28 @@ def test_loading_the_bundled_model_imports_no_transformers():
                           cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_whole_t5_folder_in_sharded_bin_files_gives_its_encoder(tmp_path):
+    """audiocraft checkpoints name t5-base, whose hub folder holds the encoder-decoder model; shards
+    of pytorch_model.bin with their index are read too (weights_only)."""
+    from transformers import T5ForConditionalGeneration
+
+    ref = _random_(T5ForConditionalGeneration(_tiny_t5("relu").config), seed=5)
+    ref.save_pretrained(tmp_path)
+    state = {k: v.contiguous() for k, v in ref.state_dict().items()}
+    names = sorted(state)
+    (tmp_path / "model.safetensors").unlink()
+    weight_map = {}
+    for i, part in enumerate([names[: len(names) // 2], names[len(names) // 2 :]]):
+        torch.save({k: state[k] for k in part}, tmp_path / f"pytorch_model-0000{i + 1}-of-00002.bin")
+        weight_map.update({k: f"pytorch_model-0000{i + 1}-of-00002.bin" for k in part})
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    ours = checkpoints.t5_folder_encoder(tmp_path)
+    ids, mask = _padded_ids(ref.config.vocab_size, [20, 5])
+    with torch.no_grad():
+        expected = ref.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        assert torch.allclose(ours(ids, mask), expected, atol=ATOL, rtol=0)
+    (tmp_path / "pytorch_model-00002-of-00002.bin").unlink()
+    with pytest.raises(MusicgenError, match="pytorch_model-00002-of-00002.bin is missing"):
+        checkpoints.t5_folder_encoder(tmp_path)
