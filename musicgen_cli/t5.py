@@ -159,14 +159,20 @@ def relative_buckets(length: int, num_buckets: int, max_distance: int, device=No
     return (rel > 0).long() * half + torch.where(distance < exact, distance, log_bin)
 
 
+def _table(rows: int, dim: int) -> nn.Embedding:
+    """An embedding table without random init: its tensor is always loaded (and normal_ on the meta
+    device, where checkpoints._build_module builds us, would import torch._dynamo: 1.8 s here)."""
+    return nn.Embedding(rows, dim, _weight=torch.empty(rows, dim))
+
+
 class T5Encoder(nn.Module):
     config_class = T5Config
 
     def __init__(self, cfg: T5Config):
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.position_bias = nn.Embedding(cfg.num_buckets, cfg.num_heads)
+        self.embed = _table(cfg.vocab_size, cfg.d_model)
+        self.position_bias = _table(cfg.num_buckets, cfg.num_heads)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.final_norm = RMSNorm(cfg.d_model, cfg.eps)
 

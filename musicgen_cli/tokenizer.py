@@ -62,7 +62,8 @@ class T5Tokenizer:
         import sentencepiece
 
         sp = sentencepiece.SentencePieceProcessor(model_file=str(path))
-        special = {piece: sp.piece_to_id(piece) for piece in (PAD, EOS, UNK) if sp.id_to_piece(sp.piece_to_id(piece)) == piece}
+        special = {piece: sp.piece_to_id(piece) for piece in (PAD, EOS, UNK)}
+        special = {piece: i for piece, i in special.items() if sp.id_to_piece(i) == piece}
         if EOS not in special:
             raise MusicgenError(f"{path} has no end-of-sequence token {EOS}")
         # transformers' tokenizer reads a special token's text in a prompt as that token, and the
@@ -73,8 +74,8 @@ class T5Tokenizer:
             out = []
             for text in texts:
                 parts = split.split(text)  # odd indices: special tokens
-                ids = [i for k, part in enumerate(parts) if part for i in ([special[part]] if k % 2 else sp.encode(part))]
-                out.append(ids + [special[EOS]])
+                ids = [[special[part]] if k % 2 else sp.encode(part) for k, part in enumerate(parts) if part]
+                out.append(sum(ids, []) + [special[EOS]])
             return out
 
         return cls(encode, special.get(PAD, 0), path)
