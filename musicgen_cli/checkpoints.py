@@ -152,13 +152,14 @@ def hf_to_lm_state(state: dict) -> dict[str, torch.Tensor]:
 
 def _build_module(cls, config: dict, state: dict, what: str) -> torch.nn.Module:
     """One of our modules (T5Encoder, EnCodec) from a Hugging Face config dict and state dict: built
-    without random init, the checkpoint's tensors assigned as they are (after `cls.hf_state` renames
-    them); a missing or unexpected tensor is a MusicgenError."""
+    without random init, the checkpoint's tensors assigned (after `cls.hf_state` renames them; float32,
+    as the model runs, whatever the file stores); a missing or unexpected tensor is a MusicgenError."""
     cfg = cls.config_class.from_hf(config)
     with torch.device("meta"):
         module = cls(cfg)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in cls.hf_state(state).items()}
     try:
-        missing, unexpected = module.load_state_dict(cls.hf_state(state), strict=False, assign=True)
+        missing, unexpected = module.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as e:  # a tensor of the wrong shape
         detail = " ".join(str(e).split())[:200]
         raise MusicgenError(f"the checkpoint's {what} weights do not match its config: {detail}") from e

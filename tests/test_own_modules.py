@@ -155,6 +155,16 @@ def test_encodec_matches_transformers_causal_and_with_shortcuts(overrides):
     _check_codec(ref, checkpoints._codec(ref.config.to_dict(), _as_hub_file(ref.state_dict())), 16000 + 77)
 
 
+def test_half_precision_files_load_as_float32():
+    ref = _tiny_t5("relu").half().float()  # weights that float16 holds exactly
+    half = {k: v.half() for k, v in ref.state_dict().items()}
+    ours = checkpoints._text_encoder(ref.config.to_dict(), half)
+    assert all(p.dtype == torch.float32 for p in ours.parameters())
+    ids, mask = _padded_ids(ref.config.vocab_size, [9, 4])
+    with torch.no_grad():
+        assert torch.allclose(ours(ids, mask), ref(input_ids=ids, attention_mask=mask).last_hidden_state, atol=ATOL)
+
+
 def test_encodec_at_the_size_of_facebook_encodec_32khz():
     config = {"architectures": ["EncodecModel"], "audio_channels": 1, "chunk_length_s": None, "codebook_dim": 128,
               "codebook_size": 2048, "compress": 2, "dilation_growth_rate": 2, "hidden_size": 128, "kernel_size": 7,
