@@ -18,8 +18,11 @@ import torch
 import yaml
 
 from . import hub, registry
+from .encodec import EnCodec
 from .errors import MusicgenError
 from .lm import LMConfig
+from .t5 import T5Encoder
+from .tokenizer import T5Tokenizer
 
 AUDIOCRAFT_T5_NAMES = {"t5-base": ["t5-base", "google-t5/t5-base"]}
 AUDIOCRAFT_CODEC = "facebook/encodec_32khz"
@@ -31,9 +34,9 @@ class Checkpoint:
     folder: Path  # where it was read from (a hub-cache snapshot folder names its revision)
     lm_config: LMConfig
     lm_state: dict[str, torch.Tensor]
-    text_encoder: torch.nn.Module  # transformers T5EncoderModel
-    tokenizer: object
-    codec: torch.nn.Module  # transformers EncodecModel
+    text_encoder: T5Encoder
+    tokenizer: T5Tokenizer
+    codec: EnCodec
     max_duration: float = 30.0
     note: str | None = None  # for the user: what the default model became, and why
 
@@ -102,23 +105,29 @@ def _torch_load(path: Path) -> dict:
 
 
 def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a folder: model.safetensors or pytorch_model.bin (the latter read with
+    weights_only), either one file or shards listed by their index."""
     from safetensors.torch import load_file
 
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    elif (folder / "model.safetensors").is_file():
-        files = ["model.safetensors"]
-    elif (folder / "pytorch_model.bin").is_file():
-        return _torch_load(folder / "pytorch_model.bin")
+    for single in ("model.safetensors", "pytorch_model.bin"):
+        index = folder / f"{single}.index.json"
+        if index.is_file():
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            break
+        if (folder / single).is_file():
+            files = [single]
+            break
     else:
         raise MusicgenError(f"no weights in {folder} (model.safetensors or pytorch_model.bin)")
     state = {}
     for name in files:
+        if not (folder / name).is_file():
+            raise MusicgenError(f"weights file {folder / name} is missing")
+        if name.endswith(".bin"):
+            state.update(_torch_load(folder / name))
+            continue
         try:
             state.update(load_file(folder / name))
-        except FileNotFoundError:
-            raise MusicgenError(f"weights file {folder / name} is missing")
         except Exception as e:
             raise MusicgenError(f"cannot read {folder / name}: the file is truncated or corrupt") from e
     return state
@@ -138,53 +147,52 @@ def hf_to_lm_state(state: dict) -> dict[str, torch.Tensor]:
     }
 
 
-# -- building the transformers parts ----------------------------------------------------------------
+# -- building the text encoder, tokenizer and codec (ours: t5.py, tokenizer.py, encodec.py) -----------
 
 
-def _build_module(cls, config, state: dict, what: str, meta: bool = True) -> torch.nn.Module:
-    """Build a transformers module and load its tensors. With `meta`, the module is made without
-    random init and the tensors are assigned; a module that turns out to have computed buffers
-    is built the ordinary way instead (EnCodec does: it asks for that directly)."""
-    with torch.device("meta" if meta else "cpu"):
-        module = cls(config)
-    state = {_weight_norm_name(k): v for k, v in state.items()}
-    missing, unexpected = module.load_state_dict(state, strict=False, assign=meta)
-    missing = [k for k in missing if not k.endswith("embed_tokens.weight")]  # T5 ties it to `shared`
-    if missing or unexpected:
-        raise MusicgenError(f"the checkpoint's {what} weights do not match its config ({(missing or unexpected)[0]})")
-    if hasattr(module, "tie_weights"):
-        module.tie_weights()
-    if any(t.is_meta for t in [*module.parameters(), *module.buffers()]):
-        return _build_module(cls, config, state, what, meta=False)
-    return module.eval()
-
-
-def _weight_norm_name(key: str) -> str:
-    """Hub EnCodec files store weight norm as weight_g / weight_v; transformers 5 names them otherwise."""
-    return key.replace(".weight_g", ".parametrizations.weight.original0").replace(
-        ".weight_v", ".parametrizations.weight.original1"
-    )
-
-
-def _text_encoder(config: dict, state: dict) -> torch.nn.Module:
-    from transformers import T5Config, T5EncoderModel
-
-    return _build_module(T5EncoderModel, T5Config.from_dict(config), state, "text encoder")
-
-
-def _codec(config: dict, state: dict) -> torch.nn.Module:
-    from transformers import EncodecConfig, EncodecModel
-
-    return _build_module(EncodecModel, EncodecConfig.from_dict(config), state, "audio codec", meta=False)
-
-
-def _tokenizer(folder: Path):
-    from transformers import AutoTokenizer
-
+def _build_module(cls, config: dict, state: dict, what: str) -> torch.nn.Module:
+    """One of our modules (T5Encoder, EnCodec) from a Hugging Face config dict and state dict: built
+    without random init, the checkpoint's tensors assigned (after `cls.hf_state` renames them; float32,
+    as the model runs, whatever the file stores); a missing or unexpected tensor is a MusicgenError."""
+    cfg = cls.config_class.from_hf(config)
+    with torch.device("meta"):
+        module = cls(cfg)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in cls.hf_state(state).items()}
     try:
-        return AutoTokenizer.from_pretrained(str(folder))
-    except Exception as e:
-        raise MusicgenError(f"cannot load the T5 tokenizer from {folder}: {str(e).splitlines()[0]}") from e
+        missing, unexpected = module.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as e:  # a tensor of the wrong shape
+        detail = " ".join(str(e).split())[:200]
+        raise MusicgenError(f"the checkpoint's {what} weights do not match its config: {detail}") from e
+    if missing or unexpected:
+        problem = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        raise MusicgenError(f"the checkpoint's {what} weights do not match its config ({problem})")
+    return module.eval().requires_grad_(False)
+
+
+def _text_encoder(config: dict, state: dict) -> T5Encoder:
+    return _build_module(T5Encoder, config, state, "text encoder")
+
+
+def _codec(config: dict, state: dict) -> EnCodec:
+    return _build_module(EnCodec, config, state, "audio codec")
+
+
+def _tokenizer(folder: Path) -> T5Tokenizer:
+    return T5Tokenizer.from_folder(folder)
+
+
+def t5_folder_encoder(folder: Path) -> T5Encoder:
+    """The encoder of a T5 checkpoint folder (t5-base holds the whole encoder-decoder: the decoder
+    and its head are left out)."""
+    state = {k: v for k, v in _read_weights(folder).items() if k.startswith(("shared.", "encoder."))}
+    return _text_encoder(_read_config(folder), state)
+
+
+def _read_config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "config.json").read_text())
+    except (ValueError, OSError) as e:
+        raise MusicgenError(f"{folder / 'config.json'} is not valid JSON") from e
 
 
 # -- the two layouts -------------------------------------------------------------------------------
@@ -208,10 +216,7 @@ def hf_lm_config(dec: dict, text_dim: int, num_chroma: int = 0, chroma_length: i
 
 
 def _load_hf(folder: Path, name: str) -> Checkpoint:
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (ValueError, OSError) as e:
-        raise MusicgenError(f"{folder / 'config.json'} is not valid JSON") from e
+    config = _read_config(folder)
     melody = config.get("model_type") == "musicgen_melody"
     if config.get("model_type") not in ("musicgen", "musicgen_melody") or "decoder" not in config:
         kind = config.get("model_type", "unknown")
@@ -237,7 +242,7 @@ def _load_hf(folder: Path, name: str) -> Checkpoint:
         text_encoder=_text_encoder(config["text_encoder"], _with_prefix(state, "text_encoder.")),
         tokenizer=_tokenizer(folder),
         codec=codec,
-        max_duration=_window_seconds(folder, codec.config.frame_rate),
+        max_duration=_window_seconds(folder, codec.frame_rate),
     )
 
 
@@ -294,8 +299,6 @@ def _hub_folder(names: list[str], what: str) -> Path:
 
 
 def _load_audiocraft(folder: Path, name: str) -> Checkpoint:
-    from transformers import AutoTokenizer, EncodecModel, T5EncoderModel
-
     package = _torch_load(folder / "state_dict.bin")
     if not isinstance(package, dict) or "best_state" not in package or "xp.cfg" not in package:
         raise MusicgenError(f"{folder / 'state_dict.bin'} is not an audiocraft MusicGen LM (no best_state / xp.cfg)")
@@ -326,13 +329,14 @@ def _load_audiocraft(folder: Path, name: str) -> Checkpoint:
     # is read from the hub cache in the transformers format instead.
     codec_repo = pointer if isinstance(pointer, str) else AUDIOCRAFT_CODEC
     t5_folder = _hub_folder(t5_repos, "the text encoder")
+    codec_folder = _hub_folder([codec_repo], "the audio codec")
     return Checkpoint(
         name=name,
         folder=folder,
         lm_config=lm_config,
         lm_state=lm_state,
-        text_encoder=T5EncoderModel.from_pretrained(t5_folder).eval(),
-        tokenizer=AutoTokenizer.from_pretrained(t5_folder),
-        codec=EncodecModel.from_pretrained(_hub_folder([codec_repo], "the audio codec")).eval(),
+        text_encoder=t5_folder_encoder(t5_folder),
+        tokenizer=_tokenizer(t5_folder),
+        codec=_codec(_read_config(codec_folder), _read_weights(codec_folder)),
         max_duration=float(cfg.get("dataset", {}).get("segment_duration", 30.0)),
     )

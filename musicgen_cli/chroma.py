@@ -9,6 +9,7 @@ librosa chroma filter bank, normalised per frame by its maximum, then one-hot at
 import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -22,12 +23,23 @@ NUM_CHROMA = 12
 
 @functools.lru_cache(maxsize=8)
 def _filter_bank(sample_rate: int, n_fft: int, num_chroma: int) -> torch.Tensor:
-    """[num_chroma, n_fft // 2 + 1] float32 chroma filter bank; row 0 is pitch class C."""
-    from transformers.audio_utils import chroma_filter_bank  # only melodies need it: not at start-up
+    """[num_chroma, n_fft // 2 + 1] float32 chroma filter bank; row 0 is pitch class C.
 
-    bank = chroma_filter_bank(sampling_rate=sample_rate, num_frequency_bins=n_fft, tuning=0, num_chroma=num_chroma)
-    assert bank.shape == (num_chroma, n_fft // 2 + 1), bank.shape
-    return torch.from_numpy(bank).float()
+    librosa's chroma filters (tuning 0, A440): each FFT bin is a Gaussian bump over the chroma
+    bins around its pitch (width: the bin's spacing in chroma bins, at least 1; the DC bin is placed
+    1.5 octaves below bin 1), each column normalised to unit L2 norm, then weighted by a Gaussian
+    over octaves centred at octave 5 (of A440 / 16 = 27.5 Hz) with half-width 2."""
+    freqs = np.arange(1, n_fft) * (sample_rate / n_fft)
+    pitch = num_chroma * np.log2(freqs / (440.0 / 16))  # in chroma bins above A0
+    pitch = np.concatenate(([pitch[0] - 1.5 * num_chroma], pitch))
+    width = np.concatenate((np.maximum(np.diff(pitch), 1.0), [1.0]))
+    half = np.round(num_chroma / 2)
+    offset = np.remainder(pitch[None, :] - np.arange(num_chroma)[:, None] + half + 10 * num_chroma, num_chroma) - half
+    bank = np.exp(-0.5 * (2 * offset / width[None, :]) ** 2)
+    bank = bank / np.sqrt(np.sum(bank**2, axis=0, keepdims=True))
+    bank = bank * np.exp(-0.5 * ((pitch / num_chroma - 5.0) / 2.0) ** 2)[None, :]
+    bank = np.roll(bank, -3 * (num_chroma // 12), axis=0)  # start at C, not A
+    return torch.from_numpy(np.ascontiguousarray(bank[:, : n_fft // 2 + 1])).float()
 
 
 def _as_batch(wav: torch.Tensor) -> torch.Tensor:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from .t5 import T5Encoder
+from .tokenizer import T5Tokenizer
+
 
 class TextConditioner:
-    """Tokenizer + frozen T5 encoder (both from transformers, loaded from the checkpoint)."""
+    """Tokenizer + frozen T5 encoder (ours: musicgen_cli/tokenizer.py and t5.py, loaded from the checkpoint)."""
 
-    def __init__(self, tokenizer, encoder: torch.nn.Module):
+    def __init__(self, tokenizer: T5Tokenizer, encoder: T5Encoder):
         self.tokenizer = tokenizer
         self.encoder = encoder.eval()
 
@@ -17,10 +20,10 @@ class TextConditioner:
         """Descriptions -> (states [B, L, dim], mask [B, L]; 0 marks padding).
 
         None means no description: that row is all padding, like the unconditional row of guidance."""
-        batch = self.tokenizer([p or "" for p in prompts], padding=True, return_tensors="pt")
+        ids, mask = self.tokenizer([p or "" for p in prompts])
         device = next(self.encoder.parameters()).device
-        mask = batch["attention_mask"].to(device)
-        states = self.encoder(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
+        mask = mask.to(device)
+        states = self.encoder(ids.to(device), mask)
         described = torch.tensor([p is not None for p in prompts], device=device)
         return states, mask * described[:, None]
 

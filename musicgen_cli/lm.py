@@ -117,7 +117,10 @@ class MusicGenLM(nn.Module):
     def __init__(self, cfg: LMConfig):
         super().__init__()
         self.cfg = cfg
-        self.embed_tokens = nn.ModuleList(nn.Embedding(cfg.card + 1, cfg.dim) for _ in range(cfg.num_codebooks))
+        # no random init of the tables (the checkpoint's are assigned; normal_ on the meta device would
+        # import torch._dynamo, 1.8 s of the start-up here)
+        shape = (cfg.card + 1, cfg.dim)
+        self.embed_tokens = nn.ModuleList(nn.Embedding(*shape, _weight=torch.empty(shape)) for _ in range(cfg.num_codebooks))
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.layer_norm = nn.LayerNorm(cfg.dim)
         self.lm_heads = nn.ModuleList(nn.Linear(cfg.dim, cfg.card, bias=False) for _ in range(cfg.num_codebooks))
