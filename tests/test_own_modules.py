@@ -13,8 +13,7 @@ from transformers import AutoTokenizer, EncodecModel, T5Config, T5EncoderModel
 
 import tiny_checkpoints as tc
 from musicgen_cli import MusicgenError, checkpoints, registry
-from musicgen_cli.encodec import EnCodec, EnCodecConfig
-from musicgen_cli.t5 import T5Encoder
+from musicgen_cli.encodec import EnCodec
 from musicgen_cli.tokenizer import T5Tokenizer
 from musicgen_cli.train import text
 
