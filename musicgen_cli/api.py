@@ -183,4 +183,6 @@ class MusicGen:
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, K, frames] -> waveform [B, channels, samples] (CPU), without the DC offset and the
         clicks at both ends that the codec leaves."""
-        return torch.from_numpy(remove_dc(self.codec.decode(codes).cpu().numpy(), self.sample_rate))
+        with self.backend.threads():  # a small model's codec, too, runs faster on one thread
+            wav = self.codec.decode(codes).cpu().numpy()
+        return torch.from_numpy(remove_dc(wav, self.sample_rate))
