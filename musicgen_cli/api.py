@@ -114,6 +114,7 @@ class MusicGen:
         *,
         audio: torch.Tensor | None = None,
         melody: torch.Tensor | None = None,
+        score: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Descriptions (None: no description) -> codes [B, K, frames] for `duration` seconds.
 
@@ -121,23 +122,25 @@ class MusicGen:
             begin the piece and the model carries on from them (`duration` counts them).
         melody: [B, samples] mono at chroma.SAMPLE_RATE, for melody models: the piece follows its
             chroma, looped when shorter than the piece, each window from its own point in time.
+        score: instead of `melody`, its chroma already made (score.py: from MIDI or chords),
+            [B, frames, 12] at score.FRAME_RATE, looped and windowed the same way.
         Past `max_duration`, each new window keeps the last (max_duration - stride) seconds as its
         prompt; `stride` defaults to 60% of the window."""
         if not prompts:
             raise MusicgenError("no prompt given")
-        if melody is not None:
+        if melody is not None or score is not None:
             self.require_melody()
         frames = self.frames_for(duration)
         window = round(self.max_duration * self.frame_rate)
         stride = self.default_stride if stride is None else stride
         if frames > window and not 0 < stride <= self.max_duration:
             raise MusicgenError(f"stride must be between 0 and {self.max_duration:g} seconds, got {stride:g}")
-        if all(p is None for p in prompts) and melody is None:
+        if all(p is None for p in prompts) and melody is None and score is None:
             options = dataclasses.replace(options, cfg=1.0)  # both guidance rows would be the same
         states, mask = self.text(list(prompts))
         if options.guided:
             states, mask = with_unconditional(states, mask)
-        condition = self._conditioning(states, mask, melody, len(prompts), options.guided)
+        condition = self._conditioning(states, mask, melody, score, len(prompts), options.guided)
         if audio is None:
             prompt = torch.zeros(len(prompts), self.lm.cfg.num_codebooks, 0, dtype=torch.long, device=self.device)
         elif audio.shape[0] != len(prompts):
@@ -151,16 +154,26 @@ class MusicGen:
         with self.backend.threads():
             return generate_codes(decoder, frames, prompt, window, stride_frames, progress, condition)
 
-    def _conditioning(self, states, mask, melody, batch: int, guided: bool):
+    def _conditioning(self, states, mask, melody, score, batch: int, guided: bool):
         """Set the LM's conditioning; for a melody, return the per-window callback that sets it."""
         if not self.melody:
             self.lm.set_conditioning(states, mask)
             return None
         length = self.lm.cfg.chroma_length
         null = chroma.null_chroma(batch, length, self.lm.cfg.num_chroma)
-        if melody is None:
+        if melody is None and score is None:
             self.lm.set_conditioning(states, mask, torch.cat([null, null]) if guided else null)
             return None
+        if score is not None:
+            if score.shape[0] != batch or score.dim() != 3 or score.shape[1] == 0:
+                raise MusicgenError(f"a score chroma must be [{batch}, frames, 12], got {tuple(score.shape)}")
+
+            def from_score(first_frame: int) -> None:
+                start = round(first_frame / self.frame_rate * chroma.SAMPLE_RATE / chroma.HOP)
+                c = score.float().cpu()[:, (start + torch.arange(length)) % score.shape[1]]
+                self.lm.set_conditioning(states, mask, torch.cat([c, null]) if guided else c)
+
+            return from_score
         melody = melody.float().cpu()
         if melody.shape[0] != batch:
             raise MusicgenError(f"{melody.shape[0]} melodies for {batch} descriptions")

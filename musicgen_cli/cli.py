@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from . import __version__, files, registry
+from . import __version__, files, inputs, registry
 from .errors import MusicgenError
 from .options import NORMALIZATIONS, SamplingOptions, check_continuation, check_duration
 
@@ -27,26 +27,6 @@ app = typer.Typer(
     help="Generate music from text with MusicGen-compatible models, on your own machine.",
 )
 err = Console(stderr=True)
-
-
-def read_prompts(prompts: list[str], prompts_file: Optional[Path]) -> list[str]:
-    prompts = list(prompts or [])
-    if prompts_file is not None:
-        try:
-            lines = prompts_file.read_text(encoding="utf-8").splitlines()
-        except IsADirectoryError:
-            raise MusicgenError(f"prompts file {prompts_file} is a directory")
-        except (OSError, UnicodeDecodeError) as e:
-            raise MusicgenError(f"cannot read prompts file {prompts_file}: {e.strerror or e}")
-        from_file = [line.strip() for line in lines if line.strip()]
-        if not from_file:
-            raise MusicgenError(f"prompts file {prompts_file} has no prompts (one per line)")
-        prompts += from_file
-    if not prompts:
-        raise MusicgenError("give a description, e.g. musicgen generate \"lo-fi jazz\", or --prompts-file")
-    if any(not p.strip() for p in prompts):
-        raise MusicgenError("a prompt is empty")
-    return prompts
 
 
 def sampling_options(top_k, top_p, temperature, cfg, seed) -> SamplingOptions:
@@ -156,7 +136,7 @@ def generate(
     offline: bool = OFFLINE,
 ) -> None:
     """Generate music from text descriptions."""
-    prompts = read_prompts(prompts, prompts_file)
+    prompts = inputs.read_prompts(prompts, prompts_file)
     check_duration(duration)
     job = prepare(files.output_paths(prompts, output), force, normalize, top_k, top_p, temperature, cfg, seed,
                   duration=duration, batch=prompts)
@@ -168,18 +148,6 @@ def generate(
     wav = mg.decode(codes).cpu()
     per_output = [{"prompt": p, "batch_index": i, "frames": frames} for i, p in enumerate(prompts)]
     finish(job, mg, list(wav), stride, start, per_output)
-
-
-def read_input(path: Path, output: Optional[Path], what: str) -> tuple:
-    """Read the user's audio before any model loads: (wav [C, N] float32, sample rate)."""
-    from . import audio
-
-    wav, sr = audio.read_audio(path)
-    if audio.is_silent(wav):
-        raise MusicgenError(f"{path} is silent; {what}")
-    if output is not None and Path(output).expanduser().resolve() == Path(path).expanduser().resolve():
-        raise MusicgenError(f"-o {output} is the input file; choose another output name")
-    return wav, sr
 
 
 @app.command("continue")
@@ -209,7 +177,7 @@ def continue_(
         raise MusicgenError("--prompt is empty")
     if duration is not None:
         check_duration(duration)
-    wav, sr = read_input(input, output, "there is nothing to continue")
+    wav, sr = inputs.read_input(input, output, "there is nothing to continue")
     duration = wav.shape[1] / sr + 10.0 if duration is None else duration
     check_continuation(wav.shape[1] / sr, duration)
     if wav.shape[0] > 2:
@@ -233,8 +201,12 @@ def continue_(
 
 @app.command()
 def melody(
-    input: Path = typer.Argument(..., help="The tune to follow (hummed, sung, played): WAV, FLAC, OGG or MP3."),
+    input: Optional[Path] = typer.Argument(None, help="The tune to follow: audio (hummed, sung, played: WAV, FLAC, OGG, MP3) or a MIDI file."),
     style: Optional[str] = typer.Option(None, "--style", "-s", help="The music around it: \"orchestral\", or a whole sentence."),
+    chords: Optional[str] = typer.Option(None, "--chords", help="A chord chart to follow instead of a file, e.g. \"Am F C G\" (each chord's root)."),
+    bpm: float = typer.Option(120.0, "--bpm", help="Tempo of --chords."),
+    beats_per_chord: float = typer.Option(4.0, "--beats-per-chord", help="Beats each chord of --chords lasts."),
+    track: Optional[str] = typer.Option(None, "--track", help="The MIDI track with the melody, by name or number (default: one named melody/lead/vocal..., else all, highest note wins)."),
     model: Optional[str] = model_option(melody=True),
     duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Seconds of audio (default: the melody's length; a shorter melody loops)."),
     output: Optional[Path] = OUTPUT,
@@ -251,27 +223,33 @@ def melody(
     dtype: str = DTYPE,
     offline: bool = OFFLINE,
 ) -> None:
-    """Make music that follows a melody (needs a melody model: melody, melody-large, stereo-melody, bundled)."""
+    """Make music that follows a melody: a recording, a MIDI file or a chord chart (needs a melody model)."""
     if style is not None and not style.strip():
         raise MusicgenError("--style is empty")
     if duration is not None:
         check_duration(duration)
-    wav, sr = read_input(input, output, "silence has no melody to follow")
-    duration = check_duration(wav.shape[1] / sr if duration is None else duration)
-    name = f"{files.slug(input.stem)}-{files.slug(style) if style else 'melody'}.wav"
+    kind, tune, seconds, what = inputs.read_tune(input, output, chords, bpm, beats_per_chord, track)
+    duration = check_duration(seconds if duration is None else duration)
+    name = f"{files.slug(input.stem) if input else 'chords'}-{files.slug(style) if style else 'melody'}.wav"
     job = prepare([output if output is not None else Path(name)], force, normalize, top_k, top_p, temperature,
-                  cfg, seed, duration=duration, input=str(input), style=style)
+                  cfg, seed, duration=duration, input=str(input) if input else None, style=style,
+                  **({"chords": chords, "bpm": bpm, "beats_per_chord": beats_per_chord} if chords else {}),
+                  **({"track": track} if track else {}))
     mg = load_model(model, device, backend, dtype, offline, melody=True)
     import torch
 
     from . import audio, chroma
 
-    tune = torch.from_numpy(audio.resample(audio.match_channels(wav, 1), sr, chroma.SAMPLE_RATE))
+    if kind == "audio":
+        wav, sr = tune
+        kwargs = {"melody": torch.from_numpy(audio.resample(audio.match_channels(wav, 1), sr, chroma.SAMPLE_RATE))}
+    else:
+        kwargs = {"score": torch.from_numpy(tune)[None]}
     frames = mg.frames_for(duration)
-    announce(mg, 1, frames / mg.frame_rate, f", following {input.name}")
+    announce(mg, 1, frames / mg.frame_rate, f", following {what}")
     start = time.perf_counter()
     codes = with_progress(mg, frames, lambda progress: mg.generate_codes(
-        [style], duration, job.options, stride, progress, melody=tune))
+        [style], duration, job.options, stride, progress, **kwargs))
     finish(job, mg, [mg.decode(codes)[0].cpu()], stride, start, [{}])
 
 
