@@ -52,10 +52,11 @@ def normalize(wav: np.ndarray, sample_rate: int, strategy: str = "peak",
     return (wav * gain).astype(np.float32)
 
 
-def write_audio(path, wav, sample_rate: int, normalization: str = "peak") -> None:
+def write_audio(path, wav, sample_rate: int, normalization: str = "peak", loop: tuple[int, int] | None = None) -> None:
     """Write `wav` ([channels, samples] or [samples]; numpy or torch) to `path`, atomically.
 
-    The format comes from the extension (see OUTPUT_FORMATS). Samples are clipped to [-1, 1]:
+    The format comes from the extension (see OUTPUT_FORMATS); `loop` (start, end), inclusive
+    sample indices, becomes a WAV file's `smpl` chunk. Samples are clipped to [-1, 1]:
     libsndfile 1.2 clips for PCM itself, but Vorbis/MP3 would keep (or wrap) overs.
     """
     path = Path(path)
@@ -81,6 +82,10 @@ def write_audio(path, wav, sample_rate: int, normalization: str = "peak") -> Non
                           **_ENCODER_OPTIONS.get(path.suffix.lower(), {})) as f:
             for start in range(0, len(frames), BLOCK_FRAMES):
                 f.write(np.ascontiguousarray(frames[start:start + BLOCK_FRAMES]))
+        if loop is not None and fmt == "WAV":  # a standard loop chunk that samplers read
+            from .loops import write_smpl
+
+            write_smpl(Path(tmp), sample_rate, *loop)
 
 
 def read_audio(path):

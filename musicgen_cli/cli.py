@@ -49,6 +49,10 @@ FORCE = typer.Option(False, "--force", "-f", help="Overwrite existing output fil
 DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 BACKEND = typer.Option("auto", "--backend", help="Decode path: auto (the fastest that works), torch (plain PyTorch), cpu or cuda.")
 DTYPE = typer.Option("auto", "--dtype", help="Decoder weights on the fast paths: float32, bfloat16, int8 (CPU), or auto: int8 on the CPU fast path, float32 otherwise.")
+BPM = typer.Option(None, "--bpm", help="Tempo in beats a minute: with --bars, the length in whole bars.")
+BARS = typer.Option(None, "--bars", help="Length in bars of --meter at --bpm (instead of --duration).")
+METER = typer.Option("4/4", "--meter", help="Time signature the bars are counted in: 4/4, 3/4, 6/8, ...")
+LOOP = typer.Option(False, "--loop", help="Make a file that loops without a seam (its end leads into its start); WAV gets a loop chunk.")
 OFFLINE = typer.Option(False, "--offline", help="Never use the network (as HF_HUB_OFFLINE=1): only cached or bundled models.")
 
 
@@ -103,8 +107,9 @@ def announce(mg, count: int, seconds: float, what: str = "", channels: Optional[
     err.print(f"{count} × {seconds:g} s of {layout} {mg.sample_rate} Hz audio from {mg.name}{what}", highlight=False)
 
 
-def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict]) -> None:
-    """Write each output and its sidecar (the job's record, the model, timings and `per_output`)."""
+def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict], loop: bool = False) -> None:
+    """Write each output and its sidecar (the job's record, the model, timings and `per_output`);
+    `loop`: the whole file is one loop, recorded in the sidecar and in a WAV's loop chunk."""
     record = {
         **job.record, "model": mg.name, "model_folder": str(mg.folder), "stride": mg.default_stride if stride is None else stride,
         "sample_rate": mg.sample_rate, "channels": int(wavs[0].shape[0]), "device": str(mg.device),
@@ -112,14 +117,20 @@ def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict]) -> 
         "wall_time_s": round(time.perf_counter() - start, 3), "musicgen_version": __version__,
     }
     for path, wav, extra in zip(job.paths, wavs, per_output):
-        write_output(path, wav, mg.sample_rate, job.normalize, {**extra, **record})
+        points = (0, wav.shape[-1] - 1) if loop else None
+        side = {**extra, **record, **({"loop_start": 0, "loop_end": points[1]} if loop else {})}
+        write_output(path, wav, mg.sample_rate, job.normalize, side, points)
 
 
 @app.command()
 def generate(
     prompts: Optional[list[str]] = typer.Argument(None, help="Text descriptions; one output file each."),
     model: Optional[str] = model_option(),
-    duration: float = typer.Option(10.0, "--duration", "-d", help=DURATION_HELP),
+    duration: Optional[float] = typer.Option(None, "--duration", "-d", help=DURATION_HELP + " Default: 10."),
+    bpm: Optional[float] = BPM,
+    bars: Optional[int] = BARS,
+    meter: str = METER,
+    loop: bool = LOOP,
     output: Optional[Path] = OUTPUT,
     prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="A text file with one prompt per line."),
     top_k: int = TOP_K,
@@ -136,18 +147,21 @@ def generate(
     offline: bool = OFFLINE,
 ) -> None:
     """Generate music from text descriptions."""
+    from . import loops
+
     prompts = inputs.read_prompts(prompts, prompts_file)
-    check_duration(duration)
+    seconds = loops.length(duration, bars, bpm, meter, default=10.0)
     job = prepare(files.output_paths(prompts, output), force, normalize, top_k, top_p, temperature, cfg, seed,
-                  duration=duration, batch=prompts)
+                  duration=seconds, batch=prompts, **loops.record(bpm, bars, meter, loop))
     mg = load_model(model, device, backend, dtype, offline)
-    frames = mg.frames_for(duration)
-    announce(mg, len(prompts), frames / mg.frame_rate)
+    made = loops.to_make(mg.frame_rate, seconds, bpm, bars, loop)
+    frames = mg.frames_for(made)
+    announce(mg, len(prompts), seconds if bars or loop else frames / mg.frame_rate)
     start = time.perf_counter()
-    codes = with_progress(mg, frames, lambda progress: mg.generate_codes(prompts, duration, job.options, stride, progress))
-    wav = mg.decode(codes).cpu()
+    codes = with_progress(mg, frames, lambda progress: mg.generate_codes(prompts, made, job.options, stride, progress))
+    wav = loops.fit_length(mg.decode(codes).numpy(), seconds, mg.sample_rate, loop) if bars or loop else mg.decode(codes)
     per_output = [{"prompt": p, "batch_index": i, "frames": frames} for i, p in enumerate(prompts)]
-    finish(job, mg, list(wav), stride, start, per_output)
+    finish(job, mg, list(wav), stride, start, per_output, loop)
 
 
 @app.command("continue")
@@ -156,6 +170,9 @@ def continue_(
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Where the music should go, e.g. \"add a saxophone solo\"."),
     model: Optional[str] = model_option(),
     duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Seconds of the whole output, input included (default: input + 10 s)."),
+    bpm: Optional[float] = BPM,
+    bars: Optional[int] = typer.Option(None, "--bars", help="Add this many bars of --meter at --bpm (instead of --duration)."),
+    meter: str = METER,
     prompt_seconds: Optional[float] = typer.Option(None, "--prompt-seconds", help="The model hears at most this many seconds of the input's end (default: 10, or a third of the model's window when that is less)."),
     only_new: bool = typer.Option(False, "--only-new", help="Write only the new part, not the input."),
     output: Optional[Path] = OUTPUT,
@@ -178,13 +195,18 @@ def continue_(
     if duration is not None:
         check_duration(duration)
     wav, sr = inputs.read_input(input, output, "there is nothing to continue")
-    duration = wav.shape[1] / sr + 10.0 if duration is None else duration
+    from . import loops
+
+    if bars is not None and duration is not None:
+        raise MusicgenError("give --duration or --bars, not both")
+    if duration is None:
+        duration = wav.shape[1] / sr + loops.length(None, bars, bpm, meter, default=10.0)
     check_continuation(wav.shape[1] / sr, duration)
     if wav.shape[0] > 2:
         raise MusicgenError(f"{input} has {wav.shape[0]} channels; continue takes mono or stereo audio")
     path = output if output is not None else Path(f"{files.slug(input.stem)}-continued.wav")
     job = prepare([path], force, normalize, top_k, top_p, temperature, cfg, seed, duration=duration,
-                  input=str(input), prompt=prompt, only_new=only_new)
+                  input=str(input), prompt=prompt, only_new=only_new, **loops.record(bpm, bars, meter, False))
     mg = load_model(model, device, backend, dtype, offline)
     from . import audio, continuation
 
@@ -204,7 +226,10 @@ def melody(
     input: Optional[Path] = typer.Argument(None, help="The tune to follow: audio (hummed, sung, played: WAV, FLAC, OGG, MP3) or a MIDI file."),
     style: Optional[str] = typer.Option(None, "--style", "-s", help="The music around it: \"orchestral\", or a whole sentence."),
     chords: Optional[str] = typer.Option(None, "--chords", help="A chord chart to follow instead of a file, e.g. \"Am F C G\" (each chord's root)."),
-    bpm: float = typer.Option(120.0, "--bpm", help="Tempo of --chords."),
+    bpm: Optional[float] = typer.Option(None, "--bpm", help="Tempo in beats a minute: of --chords (default 120), and of --bars."),
+    bars: Optional[int] = BARS,
+    meter: str = METER,
+    loop: bool = LOOP,
     beats_per_chord: float = typer.Option(4.0, "--beats-per-chord", help="Beats each chord of --chords lasts."),
     track: Optional[str] = typer.Option(None, "--track", help="The MIDI track with the melody, by name or number (default: one named melody/lead/vocal..., else all, highest note wins)."),
     model: Optional[str] = model_option(melody=True),
@@ -226,15 +251,17 @@ def melody(
     """Make music that follows a melody: a recording, a MIDI file or a chord chart (needs a melody model)."""
     if style is not None and not style.strip():
         raise MusicgenError("--style is empty")
+    from . import loops
+
     if duration is not None:
         check_duration(duration)
-    kind, tune, seconds, what = inputs.read_tune(input, output, chords, bpm, beats_per_chord, track)
-    duration = check_duration(seconds if duration is None else duration)
+    kind, tune, seconds, what = inputs.read_tune(input, output, chords, bpm or 120.0, beats_per_chord, track)
+    duration = loops.length(duration, bars, bpm, meter, default=seconds)
     name = f"{files.slug(input.stem) if input else 'chords'}-{files.slug(style) if style else 'melody'}.wav"
     job = prepare([output if output is not None else Path(name)], force, normalize, top_k, top_p, temperature,
                   cfg, seed, duration=duration, input=str(input) if input else None, style=style,
-                  **({"chords": chords, "bpm": bpm, "beats_per_chord": beats_per_chord} if chords else {}),
-                  **({"track": track} if track else {}))
+                  **({"chords": chords, "bpm": bpm or 120.0, "beats_per_chord": beats_per_chord} if chords else {}),
+                  **({"track": track} if track else {}), **loops.record(bpm, bars, meter, loop))
     mg = load_model(model, device, backend, dtype, offline, melody=True)
     import torch
 
@@ -245,12 +272,14 @@ def melody(
         kwargs = {"melody": torch.from_numpy(audio.resample(audio.match_channels(wav, 1), sr, chroma.SAMPLE_RATE))}
     else:
         kwargs = {"score": torch.from_numpy(tune)[None]}
-    frames = mg.frames_for(duration)
-    announce(mg, 1, frames / mg.frame_rate, f", following {what}")
+    made = loops.to_make(mg.frame_rate, duration, bpm, bars, loop)
+    frames = mg.frames_for(made)
+    announce(mg, 1, duration if bars or loop else frames / mg.frame_rate, f", following {what}")
     start = time.perf_counter()
     codes = with_progress(mg, frames, lambda progress: mg.generate_codes(
-        [style], duration, job.options, stride, progress, **kwargs))
-    finish(job, mg, [mg.decode(codes)[0].cpu()], stride, start, [{}])
+        [style], made, job.options, stride, progress, **kwargs))
+    wav = loops.fit_length(mg.decode(codes).numpy(), duration, mg.sample_rate, loop) if bars or loop else mg.decode(codes)
+    finish(job, mg, [wav[0]], stride, start, [{}], loop)
 
 
 def with_progress(mg, frames: int, run):
@@ -271,10 +300,10 @@ def with_progress(mg, frames: int, run):
         return run(update)
 
 
-def write_output(path: Path, wav, sample_rate: int, normalize: str, sidecar: dict) -> None:
+def write_output(path: Path, wav, sample_rate: int, normalize: str, sidecar: dict, loop=None) -> None:
     from . import audio
 
-    audio.write_audio(path, wav, sample_rate, normalization=normalize)
+    audio.write_audio(path, wav, sample_rate, normalization=normalize, loop=loop)
     files.write_json(files.sidecar_path(path), sidecar)
     err.print(f"wrote {path} ({wav.shape[-1] / sample_rate:.1f} s, {wav.shape[0]} ch, {sample_rate} Hz)", highlight=False)
 
