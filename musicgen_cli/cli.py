@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import secrets
 import sys
@@ -15,6 +16,8 @@ from rich.console import Console
 
 from . import __version__, files, inputs, registry
 from .errors import MusicgenError
+from .cli_options import (BACKEND, BARS, BPM, CFG, DEVICE, DTYPE, DURATION_HELP, FORCE, LOOP, METER, OFFLINE, OUTPUT,
+                          SEED, STRIDE, TEMPERATURE, TOP_K, TOP_P, model_option, normalize_option)
 from .options import NORMALIZATIONS, SamplingOptions, check_continuation, check_duration
 
 # Nothing heavy is imported up here (torch, numpy, the model): arguments, paths and formats are
@@ -34,38 +37,6 @@ def sampling_options(top_k, top_p, temperature, cfg, seed) -> SamplingOptions:
         return SamplingOptions(top_k=top_k, top_p=top_p, temperature=temperature, cfg=cfg, seed=seed)
     except ValueError as e:
         raise MusicgenError(str(e))
-
-
-# Options every command takes (one definition each, shared by the commands' signatures).
-DURATION_HELP = "Seconds of audio; past the model's window (30 s for the published models, 10 s for the bundled one) in overlapping windows."
-OUTPUT = typer.Option(None, "--output", "-o", help="Output file: .wav, .flac, .ogg or .mp3.")
-TOP_K = typer.Option(250, "--top-k", help="Sample from the k most likely tokens (1 = greedy, 0 = off).")
-TOP_P = typer.Option(0.0, "--top-p", help="Nucleus sampling probability (0 = off).")
-TEMPERATURE = typer.Option(1.0, "--temperature", help="Softmax temperature (0 = greedy).")
-CFG = typer.Option(3.0, "--cfg", help="Classifier-free guidance scale (1 = no guidance).")
-SEED = typer.Option(None, "--seed", help="Random seed; the same seed gives the same file.")
-STRIDE = typer.Option(None, "--stride", help="Seconds each new window adds past the model's window (default: 60% of the window: 18 s for 30 s models, 6 s for the bundled one).")
-FORCE = typer.Option(False, "--force", "-f", help="Overwrite existing output files.")
-DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda.")
-BACKEND = typer.Option("auto", "--backend", help="Decode path: auto (the fastest that works), torch (plain PyTorch), cpu or cuda.")
-DTYPE = typer.Option("auto", "--dtype", help="Decoder weights on the fast paths: float32, bfloat16, int8 (CPU), or auto: int8 on the CPU fast path, float32 otherwise.")
-BPM = typer.Option(None, "--bpm", help="Tempo in beats a minute: with --bars, the length in whole bars.")
-BARS = typer.Option(None, "--bars", help="Length in bars of --meter at --bpm (instead of --duration).")
-METER = typer.Option("4/4", "--meter", help="Time signature the bars are counted in: 4/4, 3/4, 6/8, ...")
-LOOP = typer.Option(False, "--loop", help="Make a file that loops without a seam (its end leads into its start); WAV gets a loop chunk.")
-OFFLINE = typer.Option(False, "--offline", help="Never use the network (as HF_HUB_OFFLINE=1): only cached or bundled models.")
-
-
-def model_option(melody: bool = False):
-    default, examples = ("melody", "melody, melody-large, stereo-melody") if melody else ("small", "small, medium, large, stereo-small")
-    return typer.Option(None, "--model", "-m", show_default=False, help=(
-        f"A published model ({examples}; `musicgen models` lists them), a hub id, a checkpoint folder, or "
-        f"bundled (our small model, in the package). Default: {default}, downloaded on first use; offline and "
-        "not cached: bundled."))
-
-
-def normalize_option(default: str):
-    return typer.Option(default, "--normalize", help="peak (-1 dBFS), loudness (-14 LUFS) or none.")
 
 
 @dataclass
@@ -122,9 +93,17 @@ def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict], loo
         write_output(path, wav, mg.sample_rate, job.normalize, side, points)
 
 
+def given(ctx: typer.Context, names) -> set[str]:
+    """Which of these parameters the command line set (the rest are defaults)."""
+    return {n for n in names if (source := ctx.get_parameter_source(n)) is not None and source.name == "COMMANDLINE"}
+
+
 @app.command()
 def generate(
+    ctx: typer.Context,
     prompts: Optional[list[str]] = typer.Argument(None, help="Text descriptions; one output file each."),
+    again: Optional[Path] = typer.Option(None, "--again", help="Make a take again from its file or sidecar: its prompt, model, seed and settings (options given here win, e.g. a new --seed or --duration)."),
+    row: Optional[int] = typer.Option(None, "--row", hidden=True, help="With --again: the take's place in its batch."),
     model: Optional[str] = model_option(),
     duration: Optional[float] = typer.Option(None, "--duration", "-d", help=DURATION_HELP + " Default: 10."),
     bpm: Optional[float] = BPM,
@@ -147,11 +126,19 @@ def generate(
     offline: bool = OFFLINE,
 ) -> None:
     """Generate music from text descriptions."""
-    from . import loops
+    from . import loops, takes
 
+    if again is not None:  # the take's settings, then this command again without --again
+        take, params = takes.read(again), dict(locals())
+        params = takes.settings(take, params, given(ctx, takes.SETTINGS))
+        if not prompts and not prompts_file:  # the take's own batch (its row is the take)
+            params["prompts"], params["row"] = take.get("batch") or [take.get("prompt")], take.get("batch_index", 0)
+        params.update(again=None, output=output or takes.again_output(again), take=None, ctx=ctx)
+        return generate(**{k: v for k, v in params.items() if k in GENERATE_PARAMS})
     prompts = inputs.read_prompts(prompts, prompts_file)
     seconds = loops.length(duration, bars, bpm, meter, default=10.0)
-    job = prepare(files.output_paths(prompts, output), force, normalize, top_k, top_p, temperature, cfg, seed,
+    paths = [output] if row is not None else files.output_paths(prompts, output)
+    job = prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed,
                   duration=seconds, batch=prompts, **loops.record(bpm, bars, meter, loop))
     mg = load_model(model, device, backend, dtype, offline)
     made = loops.to_make(mg.frame_rate, seconds, bpm, bars, loop)
@@ -161,11 +148,17 @@ def generate(
     codes = with_progress(mg, frames, lambda progress: mg.generate_codes(prompts, made, job.options, stride, progress))
     wav = loops.fit_length(mg.decode(codes).numpy(), seconds, mg.sample_rate, loop) if bars or loop else mg.decode(codes)
     per_output = [{"prompt": p, "batch_index": i, "frames": frames} for i, p in enumerate(prompts)]
+    if row is not None:  # a take made again: its row of the batch it was made in
+        wav, per_output = [wav[row]], [per_output[row]]
     finish(job, mg, list(wav), stride, start, per_output, loop)
+
+
+GENERATE_PARAMS = set(inspect.signature(generate).parameters)
 
 
 @app.command("continue")
 def continue_(
+    ctx: typer.Context,
     input: Path = typer.Argument(..., help="Audio to carry on: WAV, FLAC, OGG or MP3, any rate, mono or stereo."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Where the music should go, e.g. \"add a saxophone solo\"."),
     model: Optional[str] = model_option(),
@@ -189,7 +182,17 @@ def continue_(
     dtype: str = DTYPE,
     offline: bool = OFFLINE,
 ) -> None:
-    """Carry on your audio: the output starts with your own samples, unchanged."""
+    """Carry on your audio: the output starts with your own samples, unchanged. A take of ours
+    carries on in its own voice: its prompt, model and settings (options given here win)."""
+    from . import takes
+
+    take = takes.find(input)
+    if take is not None:
+        params = takes.settings(take, dict(locals()), given(ctx, takes.CONTINUE), takes.CONTINUE)
+        model, top_k, top_p, temperature, cfg, stride, device, backend, dtype, bpm, meter = (
+            params[k] for k in takes.CONTINUE)
+        if prompt is None:
+            prompt = take.get("prompt") or take.get("style")
     if prompt is not None and not prompt.strip():
         raise MusicgenError("--prompt is empty")
     if duration is not None:
