@@ -263,8 +263,8 @@ def melody(
     name = f"{files.slug(input.stem) if input else 'chords'}-{files.slug(style) if style else 'melody'}.wav"
     job = prepare([output if output is not None else Path(name)], force, normalize, top_k, top_p, temperature,
                   cfg, seed, duration=duration, input=str(input) if input else None, style=style,
-                  **({"chords": chords, "bpm": bpm or 120.0, "beats_per_chord": beats_per_chord} if chords else {}),
-                  **({"track": track} if track else {}), **loops.record(bpm, bars, meter, loop))
+                  **{**({"chords": chords, "bpm": bpm or 120.0, "beats_per_chord": beats_per_chord} if chords else {}),
+                     **({"track": track} if track else {}), **loops.record(bpm, bars, meter, loop)})
     mg = load_model(model, device, backend, dtype, offline, melody=True)
     import torch
 
