@@ -112,6 +112,7 @@ def generate(
     loop: bool = LOOP,
     output: Optional[Path] = OUTPUT,
     prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="A text file with one prompt per line."),
+    variations: int = typer.Option(1, "--variations", help="Takes of each prompt, made in one batch (NAME-1, NAME-2, ...; each can be made again with --again)."),
     top_k: int = TOP_K,
     top_p: float = TOP_P,
     temperature: float = TEMPERATURE,
@@ -133,9 +134,13 @@ def generate(
         params = takes.settings(take, params, given(ctx, takes.SETTINGS))
         if not prompts and not prompts_file:  # the take's own batch (its row is the take)
             params["prompts"], params["row"] = take.get("batch") or [take.get("prompt")], take.get("batch_index", 0)
+            params["variations"] = 1  # the batch is the take's as it was made
         params.update(again=None, output=output or takes.again_output(again), take=None, ctx=ctx)
         return generate(**{k: v for k, v in params.items() if k in GENERATE_PARAMS})
     prompts = inputs.read_prompts(prompts, prompts_file)
+    if not 1 <= variations <= 64:
+        raise MusicgenError(f"--variations must be from 1 to 64, got {variations}")
+    prompts = [p for p in prompts for _ in range(variations)]
     seconds = loops.length(duration, bars, bpm, meter, default=10.0)
     paths = [output] if row is not None else files.output_paths(prompts, output)
     job = prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed,

@@ -40,6 +40,18 @@ def test_a_take_made_again_is_the_same_and_varies_only_what_is_asked(tmp_path):
     assert sf.info(tmp_path / "longer.wav").frames == 3 * 32000 and (side["seed"], side["top_k"]) == (5, 100)
 
 
+def test_variations_are_distinct_takes_each_made_again_alone(tmp_path):
+    r = run("generate", "surf rock", "--variations", "3", "-d", "1", "--seed", "9", "-o", "surf.wav", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    takes = [sf.read(tmp_path / f"surf-{i}.wav")[0] for i in (1, 2, 3)]
+    assert not np.array_equal(takes[0], takes[1]) and not np.array_equal(takes[1], takes[2])
+    sides = [json.loads((tmp_path / f"surf-{i}.json").read_text()) for i in (1, 2, 3)]
+    assert [s["batch_index"] for s in sides] == [0, 1, 2] and {s["prompt"] for s in sides} == {"surf rock"}
+    r = run("generate", "--again", "surf-3.wav", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(sf.read(tmp_path / "surf-3-again.wav")[0], takes[2])
+
+
 def test_continue_carries_a_take_on_in_its_own_voice(tmp_path):
     r = run("generate", "slow blues", "-d", "2", "--seed", "2", "--top-k", "50", "--cfg", "2.5", "-o", "blues.wav",
             cwd=tmp_path)
