@@ -138,7 +138,9 @@ def test_melody_from_chords_and_midi_through_the_cli(tmp_path):
     r = run("song.mid", "--style", "orchestral", "--seed", "1")
     assert r.returncode == 0, r.stderr
     assert sf.info(tmp_path / "song-orchestral.wav").frames == 2 * 32000
+    write_midi(tmp_path / "empty.mid", {"Melody": []})
     for args, message in [(["--chords", "Am Qm7"], "unknown chord 'Qm7'"),
+                          (["empty.mid"], "has no notes"),
                           (["song.mid", "--chords", "Am"], "not both"),
                           (["--chords", "Am", "--bpm", "0"], "--bpm"),
                           (["song.mid", "--track", "Drums"], "no track 'Drums'")]:
