@@ -1,5 +1,6 @@
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,42 @@ def melody_ckpt(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def stereo_melody_ckpt(tmp_path_factory) -> Path:
     return make_hf_checkpoint(tmp_path_factory.mktemp("stereo-melody"), melody=True, stereo=True, seed=4)
+
+
+# In CI nothing may be skipped except what needs a GPU or nvcc (.ci/run installs everything else):
+# a skip for a missing FluidSynth, soundfont or compiler would otherwise end green, the tests behind
+# it never run. Locally skips stay skips.
+GPU_ONLY_SKIPS = ("no CUDA GPU", "no nvcc")
+_forbidden_skips: list[tuple[str, str]] = []
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def forbidden(reports) -> Iterator[tuple[str, str]]:
+    """(test, reason) of each skip that is not an expected failure and does not need a GPU or nvcc."""
+    for report in reports:
+        if report.skipped and not hasattr(report, "wasxfail"):
+            reason = _skip_reason(report)
+            if not reason.startswith(GPU_ONLY_SKIPS):
+                yield report.nodeid, reason
+
+
+def pytest_runtest_logreport(report):
+    if os.environ.get("CI") == "true":
+        _forbidden_skips.extend(forbidden([report]))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _forbidden_skips:
+        terminalreporter.section("skips not allowed in CI (only GPU / nvcc tests may skip)", red=True)
+        for nodeid, reason in _forbidden_skips:
+            terminalreporter.line(f"{nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _forbidden_skips and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -77,6 +77,21 @@ def test_output_starts_with_the_input_unchanged(ckpt, in_channels):
     assert np.abs(out[:, wav.shape[1] :]).max() > 0  # new audio follows
 
 
+def test_the_model_hears_the_end_of_the_input(mono_ckpt, monkeypatch):
+    """The prompt is the input's last --prompt-seconds (in whole codec frames), not its beginning."""
+    mg = MusicGen.load(str(mono_ckpt), device="cpu")
+    wav = tune(2.0)
+    heard, generate_codes = [], mg.generate_codes
+
+    def record(*args, audio, **kw):
+        heard.append(audio)
+        return generate_codes(*args, audio=audio, **kw)
+
+    monkeypatch.setattr(mg, "generate_codes", record)
+    continue_audio(mg, wav, duration=2.5, prompt_seconds=0.5, options=SamplingOptions(top_k=1))
+    assert torch.equal(heard[0][0], torch.from_numpy(wav[:, -25 * 640 :]))  # 0.5 s = 25 frames of 640
+
+
 def test_continuation_longer_than_the_window(mono_ckpt):
     mg = MusicGen.load(str(mono_ckpt), device="cpu")
     mg.max_duration = 2.0  # a 100-frame window: windowing quick to test

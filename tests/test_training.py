@@ -137,12 +137,3 @@ def test_lm_stage_trains_exports_and_the_folder_generates(tiny_codec, tiny_data,
     melody = torch.from_numpy(dataset.read(dataset.load(tiny_data)[0].melody))[None]
     assert mg.generate_codes(["a jazz tune"], 0.4, SamplingOptions(seed=1), melody=melody).shape == (1, 4, 20)
 
-
-def test_lm_loss_ignores_the_patterns_special_cells():
-    """Only real (codebook, frame) cells are targets: T frames x K codebooks of them."""
-    from musicgen_cli import patterns
-
-    codes = torch.randint(0, 16, (2, 4, 10))
-    seq, _ = patterns.build(codes, patterns.delays_for(4), 10, 16)
-    targets = seq[:, :, 1:]
-    assert int((targets != 16).sum()) == 2 * 4 * 10
