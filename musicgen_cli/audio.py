@@ -1,11 +1,13 @@
 """Audio itself: reading, resampling, channel matching, cleaning, normalising and writing (libsndfile)."""
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MusicgenError
-from .files import OUTPUT_FORMATS, atomic_target, one_line
+from .files import OUTPUT_FORMATS, json_writer, one_line, sidecar_path, write_files
 from .options import NORMALIZATIONS
 
 # soundfile, soxr and pyloudnorm are imported where they are used: the command line imports this
@@ -52,8 +54,11 @@ def normalize(wav: np.ndarray, sample_rate: int, strategy: str = "peak",
     return (wav * gain).astype(np.float32)
 
 
-def write_audio(path, wav, sample_rate: int, normalization: str = "peak") -> None:
-    """Write `wav` ([channels, samples] or [samples]; numpy or torch) to `path`, atomically.
+def write_audio(path, wav, sample_rate: int, normalization: str = "peak", sidecar: dict | None = None,
+                force: bool = True) -> Path:
+    """Write `wav` ([channels, samples] or [samples]; numpy or torch) to `path`, atomically, with
+    `sidecar` as JSON next to it (both or neither). Returns the path written: without `force`, a
+    file that appeared meanwhile is kept and a numbered name is used (files.write_files).
 
     The format comes from the extension (see OUTPUT_FORMATS). Samples are clipped to [-1, 1]:
     libsndfile 1.2 clips for PCM itself, but Vorbis/MP3 would keep (or wrap) overs.
@@ -76,11 +81,14 @@ def write_audio(path, wav, sample_rate: int, normalization: str = "peak") -> Non
     frames = np.clip(normalize(wav, sample_rate, normalization), -1.0, 1.0).T
     import soundfile as sf
 
-    with atomic_target(path) as tmp:
+    def write(tmp):
         with sf.SoundFile(tmp, "w", sample_rate, frames.shape[1], subtype, format=fmt,
                           **_ENCODER_OPTIONS.get(path.suffix.lower(), {})) as f:
             for start in range(0, len(frames), BLOCK_FRAMES):
                 f.write(np.ascontiguousarray(frames[start:start + BLOCK_FRAMES]))
+
+    targets = [(path, write)] + ([(sidecar_path(path), json_writer(sidecar))] if sidecar is not None else [])
+    return write_files(targets, force)[0]
 
 
 def read_audio(path):

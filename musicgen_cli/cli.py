@@ -13,9 +13,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from . import __version__, files, registry
+from . import __version__, files, interrupts, registry
 from .errors import MusicgenError
-from .options import NORMALIZATIONS, SamplingOptions, check_continuation, check_duration
+from .options import NORMALIZATIONS, SamplingOptions, check_continuation, check_device, check_duration, check_stride
 
 # Nothing heavy is imported up here (torch, numpy, the model): arguments, paths and formats are
 # checked first, so `--help`, `--version` and a mistyped option answer at once.
@@ -92,16 +92,19 @@ class Job:
     options: SamplingOptions
     normalize: str
     record: dict
+    force: bool = False
 
 
-def prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed, **record) -> Job:
+def prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed, stride, device, **record) -> Job:
+    check_stride(stride)
+    check_device(device)
     if normalize not in NORMALIZATIONS:
         raise MusicgenError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}, got '{normalize}'")
     paths = files.check_outputs(paths, force)
     seed = secrets.randbelow(2**31) if seed is None else seed
     options = sampling_options(top_k, top_p, temperature, cfg, seed)
     fields = {"seed": seed, "top_k": top_k, "top_p": top_p, "temperature": temperature, "cfg": cfg, "normalize": normalize}
-    return Job(paths, options, normalize, {**record, **fields})
+    return Job(paths, options, normalize, {**record, **fields}, force)
 
 
 def load_model(model: Optional[str], device: str, backend: str, dtype: str, offline: bool, melody: bool = False):
@@ -132,7 +135,7 @@ def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict]) -> 
         "wall_time_s": round(time.perf_counter() - start, 3), "musicgen_version": __version__,
     }
     for path, wav, extra in zip(job.paths, wavs, per_output):
-        write_output(path, wav, mg.sample_rate, job.normalize, {**extra, **record})
+        write_output(path, wav, mg.sample_rate, job.normalize, {**extra, **record}, job.force)
 
 
 @app.command()
@@ -158,7 +161,7 @@ def generate(
     """Generate music from text descriptions."""
     prompts = read_prompts(prompts, prompts_file)
     check_duration(duration)
-    job = prepare(files.output_paths(prompts, output), force, normalize, top_k, top_p, temperature, cfg, seed,
+    job = prepare(files.output_paths(prompts, output), force, normalize, top_k, top_p, temperature, cfg, seed, stride, device,
                   duration=duration, batch=prompts)
     mg = load_model(model, device, backend, dtype, offline)
     frames = mg.frames_for(duration)
@@ -215,7 +218,7 @@ def continue_(
     if wav.shape[0] > 2:
         raise MusicgenError(f"{input} has {wav.shape[0]} channels; continue takes mono or stereo audio")
     path = output if output is not None else Path(f"{files.slug(input.stem)}-continued.wav")
-    job = prepare([path], force, normalize, top_k, top_p, temperature, cfg, seed, duration=duration,
+    job = prepare([path], force, normalize, top_k, top_p, temperature, cfg, seed, stride, device, duration=duration,
                   input=str(input), prompt=prompt, only_new=only_new)
     mg = load_model(model, device, backend, dtype, offline)
     from . import audio, continuation
@@ -260,7 +263,7 @@ def melody(
     duration = check_duration(wav.shape[1] / sr if duration is None else duration)
     name = f"{files.slug(input.stem)}-{files.slug(style) if style else 'melody'}.wav"
     job = prepare([output if output is not None else Path(name)], force, normalize, top_k, top_p, temperature,
-                  cfg, seed, duration=duration, input=str(input), style=style)
+                  cfg, seed, stride, device, duration=duration, input=str(input), style=style)
     mg = load_model(model, device, backend, dtype, offline, melody=True)
     import torch
 
@@ -293,12 +296,16 @@ def with_progress(mg, frames: int, run):
         return run(update)
 
 
-def write_output(path: Path, wav, sample_rate: int, normalize: str, sidecar: dict) -> None:
+def write_output(path: Path, wav, sample_rate: int, normalize: str, sidecar: dict, force: bool) -> None:
     from . import audio
 
-    audio.write_audio(path, wav, sample_rate, normalization=normalize)
-    files.write_json(files.sidecar_path(path), sidecar)
-    err.print(f"wrote {path} ({wav.shape[-1] / sample_rate:.1f} s, {wav.shape[0]} ch, {sample_rate} Hz)", highlight=False)
+    written = audio.write_audio(path, wav, sample_rate, normalization=normalize, sidecar=sidecar, force=force)
+    interrupts.WRITTEN.append(written)
+    what = f"({wav.shape[-1] / sample_rate:.1f} s, {wav.shape[0]} ch, {sample_rate} Hz)"
+    if written != path:
+        err.print(f"{path} appeared while this run worked, so it was kept; wrote {written} instead {what}", highlight=False, soft_wrap=True)
+    else:
+        err.print(f"wrote {path} {what}", highlight=False)
 
 
 @app.command()
@@ -373,6 +380,7 @@ def options(version: bool = typer.Option(False, "--version", callback=show_versi
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: one clear line on stderr and a non-zero exit for bad input, never a traceback."""
     command = typer.main.get_command(app)
+    interrupts.start()
     try:
         code = command.main(args=argv, prog_name="musicgen", standalone_mode=False)
     except typer.Exit as e:
@@ -389,6 +397,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     except MusicgenError as e:
         print(f"musicgen: error: {e}", file=sys.stderr)
         sys.exit(1)
-    if code == 130:  # Ctrl-C (typer turns it into exit code 130 itself)
-        print("musicgen: interrupted; no output file was left behind", file=sys.stderr)
+    if code == 130:  # Ctrl-C (typer turns it into exit code 130 itself) or SIGTERM
+        print(interrupts.last_line(), file=sys.stderr)
+        code = interrupts.exit_code()
     sys.exit(code if isinstance(code, int) else 0)

@@ -14,6 +14,7 @@ import contextlib
 
 import torch
 
+from ..errors import ModelProducedNaN
 from ..generation import Decoder
 from ..lm import MusicGenLM
 from ..sampling import SamplingOptions
@@ -65,9 +66,11 @@ class FastDecoder(Decoder):
         logits = logits.float().contiguous()
         assert seq.is_contiguous() and known.is_contiguous() and seq.dtype == torch.long
         b, k, t = seq.shape
-        self.lib.mg_sample(logits.data_ptr(), b, k, logits.shape[-1], int(o.guided), o.cfg, o.temperature, o.top_k,
-                           o.top_p, int(o.greedy), o.seed, self.step, seq.data_ptr(), known.data_ptr(), t, col)
+        top_k = min(o.top_k, logits.shape[-1])  # past the codebook it means "off"; never truncated by ctypes
         self.step += 1
+        if self.lib.mg_sample(logits.data_ptr(), b, k, logits.shape[-1], int(o.guided), o.cfg, o.temperature, top_k,
+                              o.top_p, int(o.greedy), o.seed, self.step - 1, seq.data_ptr(), known.data_ptr(), t, col):
+            raise ModelProducedNaN(self.step)
 
 
 def resolve(backend: str, dtype: str, device: str) -> tuple[str, str]:

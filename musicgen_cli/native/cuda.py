@@ -69,7 +69,7 @@ class GraphDecoder(FastDecoder):
         b, k, t = seq.shape
         vocab = logits.shape[-1]
         self.kernel(grid=(b * k, 1, 1), block=(THREADS, 1, 1), shared_mem=shared_bytes(vocab),
-                    args=[logits, b, k, vocab, int(o.guided), float(o.cfg), float(o.temperature), o.top_k,
+                    args=[logits, b, k, vocab, int(o.guided), float(o.cfg), float(o.temperature), min(o.top_k, vocab),
                           float(o.top_p), int(o.greedy), self.seed_step, seq, known, t, self.col])
 
     def sample(self, logits: torch.Tensor, seq: torch.Tensor, known: torch.Tensor, col: int) -> None:

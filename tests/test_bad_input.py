@@ -1,0 +1,82 @@
+"""Tracebacks where one line is promised (issue 16, items 3, 9, 11, 12): a model that produces NaN,
+out-of-range arguments, misleading messages. Each is one line, exit code 1, nothing written."""
+
+import shutil
+
+import pytest
+import torch
+from cli_helpers import run_main
+from safetensors.torch import load_file, save_file
+
+from musicgen_cli.native import cpu
+
+
+@pytest.fixture(scope="module")
+def nan_ckpt(mono_ckpt, tmp_path_factory):
+    """The tiny checkpoint with NaN output heads: every logit is NaN."""
+    folder = tmp_path_factory.mktemp("nan") / "ckpt"
+    shutil.copytree(mono_ckpt, folder)
+    weights = load_file(folder / "model.safetensors")
+    for name in weights:
+        if "lm_heads" in name:
+            weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+@pytest.mark.parametrize("backend", [["--backend", "torch"], ["--backend", "cpu", "--dtype", "float32"],
+                                     ["--backend", "cpu", "--dtype", "int8"], ["--backend", "cpu", "--top-k", "1"]])
+def test_nan_logits_stop_with_one_line(nan_ckpt, tmp_path, capsys, backend):
+    """Item 3: the C++ sampler read past its kept tokens and wrote audio; the torch path tracebacked."""
+    if backend[1] == "cpu" and cpu.library() is None:
+        pytest.skip("no CPU kernels here")
+    code, lines = run_main(["generate", "x", "-m", nan_ckpt, "-d", "0.5", "-o", tmp_path / "a.wav", *backend], capsys)
+    assert code == 1, lines
+    assert lines[-1].startswith("musicgen: error: the model produced NaN at step 1"), lines
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seed", "18446744073709551616"], "--seed"),
+    (["--seed", "-1"], "--seed"),
+    (["--device", "tpu"], "--device"),
+    (["--cfg", "inf"], "cfg"),
+    (["--cfg", "nan"], "cfg"),
+    (["--temperature", "inf"], "temperature"),
+    (["--stride", "0.001"], "stride"),
+    (["--stride", "nan"], "stride"),
+    (["-d", "3601"], "at most 3600 s"),
+])
+def test_arguments_are_range_checked_before_loading(tmp_path, capsys, extra, message):
+    """Item 11: refused before any model loads (the model named here does not exist)."""
+    code, lines = run_main(["generate", "x", "-m", tmp_path / "no-model", "-o", tmp_path / "a.wav", *extra], capsys)
+    assert code == 1 and len(lines) == 1 and message in lines[0] and "does not exist" not in lines[0], lines
+
+
+def test_huge_top_k_means_off_not_a_truncated_number(mono_ckpt, tmp_path, capsys):
+    """Item 11: --top-k past a C int reached C++ truncated (2**32 + 5 as 5); it now means "no top-k", as in PyTorch."""
+    if cpu.library() is None:
+        pytest.skip("no CPU kernels here")
+    outs = []
+    for k in ("4294967301", "0"):
+        out = tmp_path / f"k{k[:2]}.wav"
+        code, lines = run_main(["generate", "x", "-m", mono_ckpt, "-d", "0.5", "--seed", "3", "--top-k", k,
+                                "--backend", "cpu", "--dtype", "float32", "-o", out], capsys)
+        assert code in (0, None), lines
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+
+
+def test_messages_say_what_is_wrong(capsys, tmp_path):
+    """Item 12: no "3600 s is too long (at most 3600 s)"."""
+    code, lines = run_main(["generate", "x", "-m", tmp_path / "none", "-d", "3600.0001", "-o", tmp_path / "a.wav"], capsys)
+    assert code == 1 and "3600.0001 s is too long (at most 3600 s)" in lines[0], lines
+
+
+def test_kernel_cache_follows_xdg_cache_home(monkeypatch, tmp_path):
+    """Item 12: XDG_CACHE_HOME is where caches go when set; MUSICGEN_CACHE still wins."""
+    monkeypatch.delenv("MUSICGEN_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cpu.cache_dir() == tmp_path / "xdg" / "musicgen" / "kernels"
+    monkeypatch.setenv("MUSICGEN_CACHE", str(tmp_path / "mine"))
+    assert cpu.cache_dir() == tmp_path / "mine" / "kernels"
