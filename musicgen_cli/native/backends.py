@@ -2,6 +2,7 @@
 
 - torch: the plain PyTorch reference (musicgen_cli/generation.py's Decoder), float32;
 - cpu:   FastLM through the C++ kernels and the fused C++ sampler (kernels/decode_step.cpp, sampler.cpp);
+         without the library (bfloat16, int8) FastLM runs in PyTorch, recorded as "cpu-pytorch";
 - cuda:  FastLM with the whole decode step, fused sampler included, captured as one CUDA graph.
 `auto` takes cpu on a CPU (when the kernels cannot be built it says so in one warning line and
 uses torch) and torch on a GPU: the cuda path has never run on a GPU yet, so it is opt-in
@@ -107,6 +108,8 @@ class Backend:
                 backend = "torch"
             else:
                 self.fast = FastLM(lm, dtype, use_cpu_kernels=True, release=True)
+                if self.lib is None:  # what really runs (and what the sidecar records): our LM in PyTorch
+                    backend = "cpu-pytorch"
         elif backend == "cuda":
             from . import cuda
 
