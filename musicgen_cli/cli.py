@@ -15,7 +15,8 @@ from rich.console import Console
 
 from . import __version__, files, interrupts, registry
 from .errors import MusicgenError
-from .options import NORMALIZATIONS, SamplingOptions, check_continuation, check_device, check_duration, check_stride
+from .options import (NORMALIZATIONS, SamplingOptions, cap_prompt, check_continuation, check_device, check_duration,
+                      check_stride, read_prompts)
 
 # Nothing heavy is imported up here (torch, numpy, the model): arguments, paths and formats are
 # checked first, so `--help`, `--version` and a mistyped option answer at once.
@@ -29,24 +30,13 @@ app = typer.Typer(
 err = Console(stderr=True)
 
 
-def read_prompts(prompts: list[str], prompts_file: Optional[Path]) -> list[str]:
-    prompts = list(prompts or [])
-    if prompts_file is not None:
-        try:
-            lines = prompts_file.read_text(encoding="utf-8").splitlines()
-        except IsADirectoryError:
-            raise MusicgenError(f"prompts file {prompts_file} is a directory")
-        except (OSError, UnicodeDecodeError) as e:
-            raise MusicgenError(f"cannot read prompts file {prompts_file}: {e.strerror or e}")
-        from_file = [line.strip() for line in lines if line.strip()]
-        if not from_file:
-            raise MusicgenError(f"prompts file {prompts_file} has no prompts (one per line)")
-        prompts += from_file
-    if not prompts:
-        raise MusicgenError("give a description, e.g. musicgen generate \"lo-fi jazz\", or --prompts-file")
-    if any(not p.strip() for p in prompts):
-        raise MusicgenError("a prompt is empty")
-    return prompts
+def capped(text: Optional[str], what: str) -> Optional[str]:
+    if text is None:
+        return None
+    text, note = cap_prompt(text, what)
+    if note:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
+    return text
 
 
 def sampling_options(top_k, top_p, temperature, cfg, seed) -> SamplingOptions:
@@ -160,6 +150,7 @@ def generate(
 ) -> None:
     """Generate music from text descriptions."""
     prompts = read_prompts(prompts, prompts_file)
+    prompts = [capped(p, f"prompt {i}" if len(prompts) > 1 else "the prompt") for i, p in enumerate(prompts, 1)]
     check_duration(duration)
     job = prepare(files.output_paths(prompts, output), force, normalize, top_k, top_p, temperature, cfg, seed, stride, device,
                   duration=duration, batch=prompts)
@@ -210,6 +201,7 @@ def continue_(
     """Carry on your audio: the output starts with your own samples, unchanged."""
     if prompt is not None and not prompt.strip():
         raise MusicgenError("--prompt is empty")
+    prompt = capped(prompt, "--prompt")
     if duration is not None:
         check_duration(duration)
     wav, sr = read_input(input, output, "there is nothing to continue")
@@ -257,6 +249,7 @@ def melody(
     """Make music that follows a melody (needs a melody model: melody, melody-large, stereo-melody, bundled)."""
     if style is not None and not style.strip():
         raise MusicgenError("--style is empty")
+    style = capped(style, "--style")
     if duration is not None:
         check_duration(duration)
     wav, sr = read_input(input, output, "silence has no melody to follow")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
 
 from .errors import MusicgenError
 
@@ -14,6 +16,39 @@ MAX_DURATION = 3600.0  # seconds: longer requests are treated as a mistake
 MIN_STRIDE = 1.0  # seconds a new window must add (shorter: one window per few frames, hours of work)
 MAX_SEED = 2**63 - 1  # seeds are 64-bit signed on the GPU path
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:N
+# T5 reads 512 tokens (its tokenizer's model_max_length); a token is rarely under 4 characters, and
+# attention costs the square of the length (100,000 characters asked for 42 GB): cut longer prompts.
+MAX_PROMPT_CHARS = 2000
+
+
+def read_prompts(prompts: list[str], prompts_file: Optional[Path]) -> list[str]:
+    prompts = list(prompts or [])
+    if prompts_file is not None:
+        try:
+            lines = prompts_file.read_text(encoding="utf-8").splitlines()
+        except IsADirectoryError:
+            raise MusicgenError(f"prompts file {prompts_file} is a directory")
+        except (OSError, UnicodeDecodeError) as e:
+            raise MusicgenError(f"cannot read prompts file {prompts_file}: {e.strerror or e}")
+        from_file = [line.strip() for line in lines if line.strip()]
+        if not from_file:
+            raise MusicgenError(f"prompts file {prompts_file} has no prompts (one per line)")
+        prompts += from_file
+    if not prompts:
+        raise MusicgenError("give a description, e.g. musicgen generate \"lo-fi jazz\", or --prompts-file")
+    if any(not p.strip() for p in prompts):
+        raise MusicgenError("a prompt is empty")
+    return prompts
+
+
+def cap_prompt(prompt: str, what: str = "a prompt") -> tuple[str, str | None]:
+    """(the prompt, cut to MAX_PROMPT_CHARS at a word boundary if longer; a one-line note, or None)."""
+    if len(prompt) <= MAX_PROMPT_CHARS:
+        return prompt, None
+    cut = prompt[:MAX_PROMPT_CHARS]
+    cut = cut.rsplit(None, 1)[0] if " " in cut.strip() else cut
+    return cut, (f"{what} was {len(prompt)} characters, more than the text encoder reads (512 tokens); "
+                 f"it was cut to its first {len(cut)}")
 NORMALIZATIONS = ("peak", "loudness", "none")  # how the written audio is scaled (audio.normalize)
 
 

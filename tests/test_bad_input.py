@@ -1,6 +1,7 @@
 """Tracebacks where one line is promised (issue 16, items 3, 9, 11, 12): a model that produces NaN,
 out-of-range arguments, misleading messages. Each is one line, exit code 1, nothing written."""
 
+import json
 import shutil
 
 import pytest
@@ -80,3 +81,18 @@ def test_kernel_cache_follows_xdg_cache_home(monkeypatch, tmp_path):
     assert cpu.cache_dir() == tmp_path / "xdg" / "musicgen" / "kernels"
     monkeypatch.setenv("MUSICGEN_CACHE", str(tmp_path / "mine"))
     assert cpu.cache_dir() == tmp_path / "mine" / "kernels"
+
+
+def test_a_huge_prompt_is_cut_with_one_line_before_loading(tmp_path, capsys):
+    """Item 9: 100,000 characters asked T5 for a 42 GB attention; cut before anything is built
+    (the model named here does not exist: the note comes first)."""
+    code, lines = run_main(["generate", "jazz " * 20000, "-m", tmp_path / "none", "-o", tmp_path / "a.wav"], capsys)
+    assert lines[0].startswith("note: the prompt was 100000 characters") and "cut" in lines[0], lines
+    assert code == 1 and "does not exist" in lines[1]
+
+
+def test_a_cut_prompt_is_what_the_sidecar_records(mono_ckpt, tmp_path, capsys):
+    code, lines = run_main(["generate", "lo-fi " * 1000, "-m", mono_ckpt, "-d", "0.5", "-o", tmp_path / "a.wav"], capsys)
+    assert code in (0, None) and sum("was cut" in line for line in lines) == 1, lines
+    prompt = json.loads((tmp_path / "a.json").read_text())["prompt"]
+    assert 1900 < len(prompt) <= 2000 and prompt.startswith("lo-fi lo-fi")

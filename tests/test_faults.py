@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import soundfile as sf
 from cli_helpers import run_and_interrupt, run_main
 
