@@ -15,6 +15,7 @@ from .options import NORMALIZATIONS
 
 _ENCODER_OPTIONS = {".mp3": {"compression_level": 0.0}}  # best VBR quality (~130 kbit/s stereo at 32 kHz)
 MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+MAX_INPUT_RATE = 768000  # Hz: a header claiming more is damaged (and would ask for a huge array)
 SILENCE = 1e-4  # peak amplitude (-80 dBFS) below which an input counts as silent
 BLOCK_FRAMES = 1 << 16  # libsndfile 1.2's Vorbis encoder segfaults on one huge write (> ~1 min stereo)
 DC_CUTOFF_HZ = 20.0  # remove_dc: below this, generated audio holds only offset and drift
@@ -91,8 +92,11 @@ def write_audio(path, wav, sample_rate: int, normalization: str = "peak", sideca
     return write_files(targets, force)[0]
 
 
-def read_audio(path):
-    """Read an audio file as float32 [channels, samples] and its sample rate."""
+def read_audio(path, max_seconds: float | None = None, first_seconds: float | None = None):
+    """Read an audio file as float32 [channels, samples] and its sample rate.
+
+    The length comes from the header first: a file longer than `max_seconds` is refused before any
+    sample is read, and with `first_seconds` only that much of its start is read."""
     path = Path(path).expanduser()
     if not path.exists():
         raise MusicgenError(f"audio file {path} does not exist")
@@ -103,8 +107,17 @@ def read_audio(path):
     import soundfile as sf
 
     try:
-        wav, sample_rate = sf.read(path, dtype="float32", always_2d=True)
-    except (RuntimeError, OSError) as e:  # sf.LibsndfileError is a RuntimeError
+        info = sf.info(str(path))
+        if not 0 < info.samplerate <= MAX_INPUT_RATE or not 0 < info.channels <= 64:
+            raise MusicgenError(f"{path} claims {info.samplerate} Hz and {info.channels} channels; not audio we can read")
+        seconds = info.frames / info.samplerate
+        if max_seconds is not None and first_seconds is None and seconds > max_seconds:
+            raise MusicgenError(f"{path} lasts {seconds:.10g} s (from its header); at most {max_seconds:g} s "
+                                "can be used here")
+        frames = -1 if first_seconds is None else max(1, int(np.ceil(first_seconds * info.samplerate)))
+        wav, sample_rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, ValueError, TypeError, OverflowError, ZeroDivisionError) as e:
+        # sf.LibsndfileError is a RuntimeError; the others: headers with impossible values
         raise MusicgenError(f"could not read {path} as audio ({one_line(e)})") from e
     if wav.shape[0] == 0:
         raise MusicgenError(f"audio file {path} contains no samples")

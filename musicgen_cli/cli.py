@@ -15,8 +15,8 @@ from rich.console import Console
 
 from . import __version__, files, interrupts, registry
 from .errors import MusicgenError
-from .options import (NORMALIZATIONS, SamplingOptions, cap_prompt, check_continuation, check_device, check_duration,
-                      check_stride, read_prompts)
+from .options import (MAX_DURATION, NORMALIZATIONS, SamplingOptions, cap_prompt, check_continuation, check_device,
+                      check_duration, check_stride, read_prompts)
 
 # Nothing heavy is imported up here (torch, numpy, the model): arguments, paths and formats are
 # checked first, so `--help`, `--version` and a mistyped option answer at once.
@@ -164,11 +164,12 @@ def generate(
     finish(job, mg, list(wav), stride, start, per_output)
 
 
-def read_input(path: Path, output: Optional[Path], what: str) -> tuple:
-    """Read the user's audio before any model loads: (wav [C, N] float32, sample rate)."""
+def read_input(path: Path, output: Optional[Path], what: str, max_seconds=MAX_DURATION, first_seconds=None) -> tuple:
+    """Read the user's audio before any model loads: (wav [C, N] float32, sample rate); its length
+    is checked from the header first (at most `max_seconds`), and only `first_seconds` are read if given."""
     from . import audio
 
-    wav, sr = audio.read_audio(path)
+    wav, sr = audio.read_audio(path, max_seconds, first_seconds)
     if audio.is_silent(wav):
         raise MusicgenError(f"{path} is silent; {what}")
     if output is not None and Path(output).expanduser().resolve() == Path(path).expanduser().resolve():
@@ -204,7 +205,7 @@ def continue_(
     prompt = capped(prompt, "--prompt")
     if duration is not None:
         check_duration(duration)
-    wav, sr = read_input(input, output, "there is nothing to continue")
+    wav, sr = read_input(input, output, "there is nothing to continue")  # the output holds all of it
     duration = wav.shape[1] / sr + 10.0 if duration is None else duration
     check_continuation(wav.shape[1] / sr, duration)
     if wav.shape[0] > 2:
@@ -252,7 +253,7 @@ def melody(
     style = capped(style, "--style")
     if duration is not None:
         check_duration(duration)
-    wav, sr = read_input(input, output, "silence has no melody to follow")
+    wav, sr = read_input(input, output, "silence has no melody to follow", first_seconds=duration)
     duration = check_duration(wav.shape[1] / sr if duration is None else duration)
     name = f"{files.slug(input.stem)}-{files.slug(style) if style else 'melody'}.wav"
     job = prepare([output if output is not None else Path(name)], force, normalize, top_k, top_p, temperature,

@@ -4,7 +4,9 @@ out-of-range arguments, misleading messages. Each is one line, exit code 1, noth
 import json
 import shutil
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from cli_helpers import run_main
 from safetensors.torch import load_file, save_file
@@ -96,3 +98,46 @@ def test_a_cut_prompt_is_what_the_sidecar_records(mono_ckpt, tmp_path, capsys):
     assert code in (0, None) and sum("was cut" in line for line in lines) == 1, lines
     prompt = json.loads((tmp_path / "a.json").read_text())["prompt"]
     assert 1900 < len(prompt) <= 2000 and prompt.startswith("lo-fi lo-fi")
+
+
+@pytest.fixture
+def two_hours(tmp_path):
+    """A WAV whose header says 2 hours (at 1 Hz: 14 KB), noise so that it is not silent."""
+    path = tmp_path / "2h.wav"
+    sf.write(path, np.random.default_rng(0).uniform(-0.5, 0.5, 7200).astype(np.float32), 1, subtype="PCM_16")
+    return path
+
+
+def test_too_long_input_is_refused_from_its_header(two_hours, tmp_path, capsys, monkeypatch):
+    """Item 8: a 2-hour input was read whole (5.3 GB) before being refused, and `continue
+    --prompt-seconds 2` skipped the check and loaded the model."""
+    def no_read(*args, **kwargs):
+        raise AssertionError("samples were read")
+
+    monkeypatch.setattr(sf, "read", no_read)
+    for command in (["continue", two_hours, "--prompt-seconds", "2"], ["melody", two_hours]):
+        code, lines = run_main([*command, "-m", tmp_path / "none", "-o", tmp_path / "a.wav"], capsys)
+        assert code == 1 and len(lines) == 1 and "lasts 7200 s (from its header)" in lines[0], lines
+
+
+def test_melody_reads_only_the_span_it_uses(two_hours, tmp_path, capsys, monkeypatch):
+    """Item 8: `melody -d 2` reads 2 s of a long tune, not all of it."""
+    read, asked = sf.read, []
+
+    def recording_read(*args, **kwargs):
+        asked.append(kwargs.get("frames", -1))
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(sf, "read", recording_read)
+    code, lines = run_main(["melody", two_hours, "-d", "2", "-m", tmp_path / "none", "-o", tmp_path / "a.wav"], capsys)
+    assert asked == [2] and code == 1 and "does not exist" in lines[-1], (asked, lines)
+
+
+def test_garbage_tokenizer_is_one_line(mono_ckpt, tmp_path, capsys):
+    """Item 12: a garbage spiece.model said "tiktoken is required" after four transformers lines."""
+    folder = tmp_path / "ckpt"
+    shutil.copytree(mono_ckpt, folder)
+    (folder / "tokenizer.json").unlink()
+    (folder / "spiece.model").write_bytes(np.random.default_rng(1).bytes(3000))
+    code, lines = run_main(["generate", "x", "-m", folder, "-d", "0.5", "-o", tmp_path / "a.wav"], capsys)
+    assert code == 1 and len(lines) == 1 and "cannot load the T5 tokenizer" in lines[0], lines
