@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import sys
@@ -15,7 +16,7 @@ from rich.console import Console
 
 from . import __version__, files, interrupts, registry
 from .errors import MusicgenError
-from .options import (MAX_DURATION, NORMALIZATIONS, SamplingOptions, cap_prompt, check_continuation, check_device,
+from .options import (MAX_DURATION, MAX_SEED, NORMALIZATIONS, SamplingOptions, cap_prompt, check_continuation, check_device,
                       check_duration, check_stride, read_prompts)
 
 # Nothing heavy is imported up here (torch, numpy, the model): arguments, paths and formats are
@@ -113,10 +114,10 @@ def load_model(model: Optional[str], device: str, backend: str, dtype: str, offl
 
 def announce(mg, count: int, seconds: float, what: str = "", channels: Optional[int] = None) -> None:
     layout = "stereo" if (channels or mg.channels) == 2 else "mono"
-    err.print(f"{count} × {seconds:g} s of {layout} {mg.sample_rate} Hz audio from {mg.name}{what}", highlight=False)
+    err.print(f"{count} × {seconds:g} s of {layout} {mg.sample_rate} Hz audio from {mg.name}{what}", highlight=False, soft_wrap=True)
 
 
-def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict]) -> None:
+def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict], paths=None) -> None:
     """Write each output and its sidecar (the job's record, the model, timings and `per_output`)."""
     record = {
         **job.record, "model": mg.name, "model_folder": str(mg.folder), "stride": mg.default_stride if stride is None else stride,
@@ -124,7 +125,7 @@ def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict]) -> 
         "backend": mg.backend.name, "dtype": mg.backend.dtype,
         "wall_time_s": round(time.perf_counter() - start, 3), "musicgen_version": __version__,
     }
-    for path, wav, extra in zip(job.paths, wavs, per_output):
+    for path, wav, extra in zip(job.paths if paths is None else paths, wavs, per_output):
         write_output(path, wav, mg.sample_rate, job.normalize, {**extra, **record}, job.force)
 
 
@@ -156,12 +157,18 @@ def generate(
                   duration=duration, batch=prompts)
     mg = load_model(model, device, backend, dtype, offline)
     frames = mg.frames_for(duration)
-    announce(mg, len(prompts), frames / mg.frame_rate)
-    start = time.perf_counter()
-    codes = with_progress(mg, frames, lambda progress: mg.generate_codes(prompts, duration, job.options, stride, progress))
-    wav = mg.decode(codes).cpu()
-    per_output = [{"prompt": p, "batch_index": i, "frames": frames} for i, p in enumerate(prompts)]
-    finish(job, mg, list(wav), stride, start, per_output)
+    size = mg.batch_size(frames / mg.frame_rate, job.options.guided)
+    batches = [range(i, min(i + size, len(prompts))) for i in range(0, len(prompts), size)]
+    announce(mg, len(prompts), frames / mg.frame_rate, f" in {len(batches)} batches of at most {size} (sized to memory; "
+             "each batch's files are written when it is done)" if len(batches) > 1 else "")
+    for n, rows in enumerate(batches):
+        start = time.perf_counter()
+        options = dataclasses.replace(job.options, seed=(job.options.seed + n) % (MAX_SEED + 1))  # batch 0: the seed given
+        chunk = [prompts[i] for i in rows]
+        codes = with_progress(mg, frames, lambda progress: mg.generate_codes(chunk, duration, options, stride, progress))
+        per_output = [{"prompt": prompts[i], "batch_index": i - rows[0], "batch_number": n, "batch_seed": options.seed,
+                       "frames": frames} for i in rows]
+        finish(job, mg, list(mg.decode(codes).cpu()), stride, start, per_output, [job.paths[i] for i in rows])
 
 
 def read_input(path: Path, output: Optional[Path], what: str, max_seconds=MAX_DURATION, first_seconds=None) -> tuple:

@@ -134,3 +134,31 @@ def test_ctrl_c_between_files_says_what_was_written(mono_ckpt, tmp_path, capsys,
     assert "no output file was left behind" not in lines[-1]
     assert "after writing 1 file" in lines[-1] and "s-1.wav" in lines[-1], lines
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s-1.json", "s-1.wav"]
+
+
+def test_large_batches_are_split_and_each_written_when_done(mono_ckpt, tmp_path, capsys, monkeypatch):
+    """Item 7: 3 prompts in batches of 1 (a tiny memory budget): said up front; the first file is on
+    disk before the second batch starts (here it is interrupted), and it is the file a run of that
+    prompt alone gives."""
+    from musicgen_cli import api
+
+    code, _ = run_main(["generate", "a", "-m", mono_ckpt, "-d", "0.5", "--seed", "5", "-o", tmp_path / "alone.wav"], capsys)
+    assert code in (0, None)
+    monkeypatch.setattr(api, "BATCH_BUDGET", 1)
+    generate, calls = MusicGen.generate_codes, []
+
+    def second_batch_interrupted(self, prompts, *args, **kwargs):
+        calls.append(prompts)
+        if len(calls) == 2:
+            assert (tmp_path / "s-1.wav").exists() and (tmp_path / "s-1.json").exists()
+            raise KeyboardInterrupt
+        return generate(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(MusicGen, "generate_codes", second_batch_interrupted)
+    code, lines = run_main(["generate", "a", "b", "c", "-m", mono_ckpt, "-d", "0.5", "--seed", "5",
+                            "-o", tmp_path / "s.wav"], capsys)
+    assert code == 130 and calls == [["a"], ["b"]], lines
+    assert "in 3 batches of at most 1" in lines[0], lines
+    assert "after writing 1 file" in lines[-1] and "s-1.wav" in lines[-1], lines
+    assert sf.read(tmp_path / "s-1.wav")[0].tolist() == sf.read(tmp_path / "alone.wav")[0].tolist()
+    assert not (tmp_path / "s-2.wav").exists()
