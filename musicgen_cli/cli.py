@@ -381,7 +381,7 @@ def options(version: bool = typer.Option(False, "--version", callback=show_versi
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: one clear line on stderr and a non-zero exit for bad input, never a traceback."""
     command = typer.main.get_command(app)
-    interrupts.start()
+    previous = interrupts.start()
     try:
         code = command.main(args=argv, prog_name="musicgen", standalone_mode=False)
     except typer.Exit as e:
@@ -398,6 +398,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     except MusicgenError as e:
         print(f"musicgen: error: {e}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        interrupts.stop(previous)
     if code == 130:  # Ctrl-C (typer turns it into exit code 130 itself) or SIGTERM
         print(interrupts.last_line(), file=sys.stderr)
         code = interrupts.exit_code()

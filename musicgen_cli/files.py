@@ -77,16 +77,19 @@ def numbered(path: Path, n: int) -> Path:
     return path if n == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}")
 
 
-def _place(tmp: str, final: Path) -> None:
-    """Give the finished temp file its final name, never replacing a file that exists: a hard link
-    fails with FileExistsError if `final` appeared meanwhile (a race with another run included)."""
+def _reserve(tmp: str, final: Path) -> bool:
+    """Claim `final` for the finished temp file, never replacing a file that exists: a hard link
+    fails with FileExistsError if `final` appeared meanwhile (a race with another run included).
+    Where the file system has no hard links, an empty placeholder is created exclusively instead
+    (True: move the temp file over it once every name of the set is claimed)."""
     try:
         os.link(tmp, final)
+        return False
     except FileExistsError:
         raise
-    except OSError:  # no hard links on this file system: reserve the name exclusively, then move
+    except OSError:
         os.close(os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        os.replace(tmp, final)
+        return True
 
 
 def _commit(pairs: list[tuple[str, Path]], force: bool) -> list[Path]:
@@ -97,14 +100,16 @@ def _commit(pairs: list[tuple[str, Path]], force: bool) -> list[Path]:
             os.replace(tmp, final)
         return [final for _, final in pairs]
     for n in range(1, 1000):
-        placed: list[Path] = []
+        claimed: list[tuple[str, Path, bool]] = []
         try:
             for tmp, final in pairs:
-                _place(tmp, numbered(final, n))
-                placed.append(numbered(final, n))
-            return placed
+                claimed.append((tmp, numbered(final, n), _reserve(tmp, numbered(final, n))))
+            for tmp, final, placeholder in claimed:
+                if placeholder:
+                    os.replace(tmp, final)
+            return [final for _, final, _ in claimed]
         except BaseException as e:
-            for done in placed:  # ours (links to our temp files): both or neither
+            for _, done, _ in claimed:  # ours (links to our temp files, or placeholders): both or neither
                 with contextlib.suppress(OSError):
                     os.unlink(done)
             if not isinstance(e, FileExistsError):

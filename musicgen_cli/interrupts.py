@@ -20,12 +20,20 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
-def start() -> None:
-    """At the start of a command: nothing written yet; SIGTERM handled like Ctrl-C."""
+def start():
+    """At the start of a command: nothing written yet; SIGTERM handled like Ctrl-C. Returns the
+    handler it replaced (for `stop`)."""
     WRITTEN.clear()
     SIGNALLED.clear()
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+        return signal.signal(signal.SIGTERM, _terminate)
+    return None
+
+
+def stop(previous) -> None:
+    """Put back the SIGTERM handler `start` replaced (main() may run inside another program)."""
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
 
 
 def exit_code() -> int:

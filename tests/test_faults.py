@@ -162,3 +162,20 @@ def test_large_batches_are_split_and_each_written_when_done(mono_ckpt, tmp_path,
     assert "after writing 1 file" in lines[-1] and "s-1.wav" in lines[-1], lines
     assert sf.read(tmp_path / "s-1.wav")[0].tolist() == sf.read(tmp_path / "alone.wav")[0].tolist()
     assert not (tmp_path / "s-2.wav").exists()
+
+
+def test_without_hard_links_a_taken_sidecar_name_still_loses_nothing(tmp_path, monkeypatch):
+    """Item 2 on file systems without hard links: names are claimed exclusively first, so a clash
+    on the second name moves the whole set to the next free names with both files intact."""
+    from musicgen_cli.audio import write_audio
+
+    def no_links(*args):
+        raise OSError(errno.EPERM, "links not supported")
+
+    monkeypatch.setattr(files.os, "link", no_links)
+    (tmp_path / "s.json").write_text("theirs")
+    written = write_audio(tmp_path / "s.wav", [[0.1, -0.1] * 100], 8000, sidecar={"prompt": "mine"}, force=False)
+    assert written == tmp_path / "s-2.wav"
+    assert (tmp_path / "s.json").read_text() == "theirs" and not (tmp_path / "s.wav").exists()
+    assert json.loads((tmp_path / "s-2.json").read_text()) == {"prompt": "mine"} and sf.info(written).frames == 200
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s-2.json", "s-2.wav", "s.json"]
