@@ -27,6 +27,7 @@ int draw(std::vector<float>& l, int top_k, float top_p, double u, std::vector<Ke
     kept.clear();
     for (int i = 0; i < V; ++i)
         if (l[i] >= kth) kept.push_back({l[i], i});
+    if (kept.empty()) return 0;  // only when a logit is NaN, which mg_sample refuses before calling
     std::sort(kept.begin(), kept.end(), [](const Kept& a, const Kept& b) {
         return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
     });
@@ -58,7 +59,9 @@ extern "C" {
 // token written into column `col` of seq [B, K, T] unless known[b, k, col] (prompt or special).
 // logits: [R, K, V] with R = 2B under guidance (conditional rows, then unconditional), else B.
 // greedy: argmax of the guided logits (first index on ties), no draw.
-void mg_sample(const float* logits, int B, int K, int V, int guided, float cfg, float temperature, int top_k,
+// Returns 0, or 1 without drawing the rest when a logit is NaN or infinite (a damaged model): with no
+// finite logit nothing could be kept, and the draw would read past the kept tokens.
+int mg_sample(const float* logits, int B, int K, int V, int guided, float cfg, float temperature, int top_k,
                float top_p, int greedy, uint64_t seed, uint64_t step, int64_t* seq, const uint8_t* known, int T,
                int col) {
     std::vector<float> l(V);
@@ -70,7 +73,10 @@ void mg_sample(const float* logits, int B, int K, int V, int guided, float cfg, 
             if (known[cell]) continue;
             const float* c = logits + ((long)b * K + k) * V;
             const float* n = logits + ((long)(b + B) * K + k) * V;
-            for (int i = 0; i < V; ++i) l[i] = guided ? n[i] + (c[i] - n[i]) * cfg : c[i];
+            for (int i = 0; i < V; ++i) {
+                if (!std::isfinite(c[i]) || (guided && !std::isfinite(n[i]))) return 1;
+                l[i] = guided ? n[i] + (c[i] - n[i]) * cfg : c[i];
+            }
             if (greedy) {
                 seq[cell] = std::max_element(l.begin(), l.end()) - l.begin();
                 continue;
@@ -78,6 +84,7 @@ void mg_sample(const float* logits, int B, int K, int V, int guided, float cfg, 
             for (int i = 0; i < V; ++i) l[i] = l[i] / temperature;
             seq[cell] = draw(l, top_k, top_p, mg_uniform(seed, step, (uint32_t)b, (uint32_t)k), kept);
         }
+    return 0;
 }
 
 }  // extern "C"

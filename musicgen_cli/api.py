@@ -28,6 +28,11 @@ MELODY_MODELS_HINT = (
 )
 
 
+BATCH_BUDGET = 2 << 30  # bytes one batch may use (MusicGen.batch_size)
+CODEC_BYTES_PER_SAMPLE = 180  # peak bytes per output sample while decoding (200 x 10 s: 11.7 GB)
+MAX_BATCH = 64
+
+
 def check_backend(backend: str, dtype: str, device: torch.device) -> None:
     try:
         resolve(backend, dtype, device.type)
@@ -93,6 +98,17 @@ class MusicGen:
 
     def frames_for(self, seconds: float) -> int:
         return max(1, round(check_duration(seconds) * self.frame_rate))
+
+    def batch_size(self, seconds: float, guided: bool = True) -> int:
+        """How many prompts of `seconds` one batch holds within BATCH_BUDGET: each needs its KV cache
+        (one window, two rows with guidance) and the codec's decoding of its audio (measured: about
+        180 bytes per output sample). A fixed budget, not the memory free now, so that the same seed
+        gives the same files on every machine."""
+        cfg = self.lm.cfg
+        columns = min(self.frames_for(seconds), round(self.max_duration * self.frame_rate)) + cfg.num_codebooks + 1
+        kv = cfg.num_layers * 2 * (2 if guided else 1) * columns * cfg.dim * 4
+        codec = CODEC_BYTES_PER_SAMPLE * seconds * self.sample_rate * self.channels
+        return max(1, min(MAX_BATCH, int(BATCH_BUDGET // (kv + codec))))
 
     @property
     def melody(self) -> bool:

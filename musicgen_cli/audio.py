@@ -1,11 +1,13 @@
 """Audio itself: reading, resampling, channel matching, cleaning, normalising and writing (libsndfile)."""
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MusicgenError
-from .files import OUTPUT_FORMATS, atomic_target, one_line
+from .files import OUTPUT_FORMATS, json_writer, one_line, sidecar_path, write_files
 from .options import NORMALIZATIONS
 
 # soundfile, soxr and pyloudnorm are imported where they are used: the command line imports this
@@ -13,6 +15,7 @@ from .options import NORMALIZATIONS
 
 _ENCODER_OPTIONS = {".mp3": {"compression_level": 0.0}}  # best VBR quality (~130 kbit/s stereo at 32 kHz)
 MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+MAX_INPUT_RATE = 768000  # Hz: a header claiming more is damaged (and would ask for a huge array)
 SILENCE = 1e-4  # peak amplitude (-80 dBFS) below which an input counts as silent
 BLOCK_FRAMES = 1 << 16  # libsndfile 1.2's Vorbis encoder segfaults on one huge write (> ~1 min stereo)
 DC_CUTOFF_HZ = 20.0  # remove_dc: below this, generated audio holds only offset and drift
@@ -52,8 +55,11 @@ def normalize(wav: np.ndarray, sample_rate: int, strategy: str = "peak",
     return (wav * gain).astype(np.float32)
 
 
-def write_audio(path, wav, sample_rate: int, normalization: str = "peak", loop: tuple[int, int] | None = None) -> None:
-    """Write `wav` ([channels, samples] or [samples]; numpy or torch) to `path`, atomically.
+def write_audio(path, wav, sample_rate: int, normalization: str = "peak", sidecar: dict | None = None,
+                force: bool = True, loop: tuple[int, int] | None = None) -> Path:
+    """Write `wav` ([channels, samples] or [samples]; numpy or torch) to `path`, atomically, with
+    `sidecar` as JSON next to it (both or neither). Returns the path written: without `force`, a
+    file that appeared meanwhile is kept and a numbered name is used (files.write_files).
 
     The format comes from the extension (see OUTPUT_FORMATS); `loop` (start, end), inclusive
     sample indices, becomes a WAV file's `smpl` chunk. Samples are clipped to [-1, 1]:
@@ -77,7 +83,7 @@ def write_audio(path, wav, sample_rate: int, normalization: str = "peak", loop: 
     frames = np.clip(normalize(wav, sample_rate, normalization), -1.0, 1.0).T
     import soundfile as sf
 
-    with atomic_target(path) as tmp:
+    def write(tmp):
         with sf.SoundFile(tmp, "w", sample_rate, frames.shape[1], subtype, format=fmt,
                           **_ENCODER_OPTIONS.get(path.suffix.lower(), {})) as f:
             for start in range(0, len(frames), BLOCK_FRAMES):
@@ -87,9 +93,15 @@ def write_audio(path, wav, sample_rate: int, normalization: str = "peak", loop: 
 
             write_smpl(Path(tmp), sample_rate, *loop)
 
+    targets = [(path, write)] + ([(sidecar_path(path), json_writer(sidecar))] if sidecar is not None else [])
+    return write_files(targets, force)[0]
 
-def read_audio(path):
-    """Read an audio file as float32 [channels, samples] and its sample rate."""
+
+def read_audio(path, max_seconds: float | None = None, first_seconds: float | None = None):
+    """Read an audio file as float32 [channels, samples] and its sample rate.
+
+    The length comes from the header first: a file longer than `max_seconds` is refused before any
+    sample is read, and with `first_seconds` only that much of its start is read."""
     path = Path(path).expanduser()
     if not path.exists():
         raise MusicgenError(f"audio file {path} does not exist")
@@ -100,8 +112,17 @@ def read_audio(path):
     import soundfile as sf
 
     try:
-        wav, sample_rate = sf.read(path, dtype="float32", always_2d=True)
-    except (RuntimeError, OSError) as e:  # sf.LibsndfileError is a RuntimeError
+        info = sf.info(str(path))
+        if not 0 < info.samplerate <= MAX_INPUT_RATE or not 0 < info.channels <= 64:
+            raise MusicgenError(f"{path} claims {info.samplerate} Hz and {info.channels} channels; not audio we can read")
+        seconds = info.frames / info.samplerate
+        if max_seconds is not None and first_seconds is None and seconds > max_seconds:
+            raise MusicgenError(f"{path} lasts {seconds:.10g} s (from its header); at most {max_seconds:g} s "
+                                "can be used here")
+        frames = -1 if first_seconds is None else max(1, int(np.ceil(first_seconds * info.samplerate)))
+        wav, sample_rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, ValueError, TypeError, OverflowError, ZeroDivisionError) as e:
+        # sf.LibsndfileError is a RuntimeError; the others: headers with impossible values
         raise MusicgenError(f"could not read {path} as audio ({one_line(e)})") from e
     if wav.shape[0] == 0:
         raise MusicgenError(f"audio file {path} contains no samples")

@@ -28,7 +28,7 @@ SIZES = {  # decoder dim, layers, heads, ffn (reference.md's table)
 TEXT = [[37, 1043, 3, 9, 5, 1]]  # any six text tokens
 
 
-def random_transformers_model(size: str):
+def random_transformers_model(size: str, device: str = "cpu"):
     from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration, T5Config
 
     dim, layers, heads, ffn = SIZES[size]
@@ -40,7 +40,8 @@ def random_transformers_model(size: str):
                                       ffn_dim=ffn, num_codebooks=4, vocab_size=2048, dropout=0.0),
     )
     torch.manual_seed(0)
-    return MusicgenForConditionalGeneration(config).eval()
+    with torch.device(device):  # built where it runs (a GPU draws the billions of random weights in moments)
+        return MusicgenForConditionalGeneration(config).eval()
 
 
 def step_weight_bytes(lm, dtype: str) -> int:
@@ -115,7 +116,7 @@ def measure(side: str, backend: str, dtype: str, size: str, device: str, steps: 
 
     torch.set_num_threads(threads)
     dev = torch.device(device)
-    hf = random_transformers_model(size).to(dev)
+    hf = random_transformers_model(size, device).to(dev)
     ids = torch.tensor(TEXT, device=dev)
     mask = torch.ones_like(ids)
     lm = MusicGenLM(hf_lm_config(hf.config.decoder.to_dict(), text_dim=768))

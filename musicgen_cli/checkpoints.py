@@ -112,7 +112,7 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     for single in ("model.safetensors", "pytorch_model.bin"):
         index = folder / f"{single}.index.json"
         if index.is_file():
-            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            files = _index_files(index)
             break
         if (folder / single).is_file():
             files = [single]
@@ -147,6 +147,22 @@ def hf_to_lm_state(state: dict) -> dict[str, torch.Tensor]:
     }
 
 
+def _index_files(index: Path) -> list[str]:
+    """The shard files an index names; each must be a plain file name inside the model folder."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        files = sorted(set(weight_map.values()))
+        if not all(isinstance(f, str) for f in files):
+            raise TypeError("a file name is not a string")
+    except (ValueError, OSError, KeyError, TypeError, AttributeError) as e:
+        raise MusicgenError(f"{index} is not a valid weights index ({' '.join(str(e).split())[:100]})") from e
+    folder = index.parent.resolve()
+    for name in files:
+        if Path(name).is_absolute() or (folder / name).resolve().parent != folder:
+            raise MusicgenError(f"{index} names {name!r}, outside the model folder; refusing to read it")
+    return files
+
+
 # -- building the text encoder, tokenizer and codec (ours: t5.py, tokenizer.py, encodec.py) -----------
 
 
@@ -154,9 +170,13 @@ def _build_module(cls, config: dict, state: dict, what: str) -> torch.nn.Module:
     """One of our modules (T5Encoder, EnCodec) from a Hugging Face config dict and state dict: built
     without random init, the checkpoint's tensors assigned (after `cls.hf_state` renames them; float32,
     as the model runs, whatever the file stores); a missing or unexpected tensor is a MusicgenError."""
-    cfg = cls.config_class.from_hf(config)
-    with torch.device("meta"):
-        module = cls(cfg)
+    try:
+        cfg = cls.config_class.from_hf(config)
+        with torch.device("meta"):
+            module = cls(cfg)
+    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as e:
+        raise MusicgenError(f"the checkpoint's {what} config is malformed ({type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:120]})") from e
     state = {k: v.float() if v.is_floating_point() else v for k, v in cls.hf_state(state).items()}
     try:
         missing, unexpected = module.load_state_dict(state, strict=False, assign=True)
@@ -190,9 +210,12 @@ def t5_folder_encoder(folder: Path) -> T5Encoder:
 
 def _read_config(folder: Path) -> dict:
     try:
-        return json.loads((folder / "config.json").read_text())
+        config = json.loads((folder / "config.json").read_text())
     except (ValueError, OSError) as e:
         raise MusicgenError(f"{folder / 'config.json'} is not valid JSON") from e
+    if not isinstance(config, dict):
+        raise MusicgenError(f"{folder / 'config.json'} holds a {type(config).__name__}, not an object")
+    return config
 
 
 # -- the two layouts -------------------------------------------------------------------------------
@@ -215,12 +238,36 @@ def hf_lm_config(dec: dict, text_dim: int, num_chroma: int = 0, chroma_length: i
     )
 
 
+DECODER_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "ffn_dim", "num_codebooks", "vocab_size")
+
+
+def _check_config(config, name: str) -> None:
+    """Types and ranges of what the LM is built from, before anything is built."""
+    for part in ("decoder", "text_encoder", "audio_encoder"):
+        if part in config and not isinstance(config[part], dict):
+            raise MusicgenError(f"'{name}': config.json's {part} is not an object")
+    dec = config.get("decoder", {})
+    for key in DECODER_KEYS:
+        value = dec.get(key) if isinstance(dec, dict) else None
+        if not (isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 1 << 20):
+            raise MusicgenError(f"'{name}': config.json's decoder.{key} must be a positive whole number, got {value!r}")
+    if dec["hidden_size"] % dec["num_attention_heads"]:
+        raise MusicgenError(f"'{name}': decoder.hidden_size {dec['hidden_size']} is not divisible by "
+                            f"num_attention_heads {dec['num_attention_heads']}")
+    if dec.get("audio_channels", 1) not in (1, 2):
+        raise MusicgenError(f"'{name}': decoder.audio_channels must be 1 or 2, got {dec.get('audio_channels')!r}")
+    weights = 4 * dec["num_hidden_layers"] * (4 * dec["hidden_size"] ** 2 + 2 * dec["hidden_size"] * dec["ffn_dim"])
+    if weights > 64 << 30:
+        raise MusicgenError(f"'{name}': config.json describes a decoder of {weights / 2**30:.0f} GiB; refusing to build it")
+
+
 def _load_hf(folder: Path, name: str) -> Checkpoint:
     config = _read_config(folder)
     melody = config.get("model_type") == "musicgen_melody"
     if config.get("model_type") not in ("musicgen", "musicgen_melody") or "decoder" not in config:
         kind = config.get("model_type", "unknown")
         raise MusicgenError(f"'{name}' is not a MusicGen checkpoint (model_type: {kind})")
+    _check_config(config, name)
     state = _read_weights(folder)
     lm_state = hf_to_lm_state(state)
     if "enc_to_dec_proj.weight" not in lm_state:
@@ -251,8 +298,11 @@ def _window_seconds(folder: Path, frame_rate: float) -> float:
     published models; our bundled model's is shorter), 30 s when the file does not say."""
     try:
         max_length = json.loads((folder / "generation_config.json").read_text()).get("max_length")
-    except (ValueError, OSError):
+    except (ValueError, OSError, AttributeError):
         max_length = None
+    if max_length is not None and not (isinstance(max_length, int) and max_length > 0):
+        raise MusicgenError(f"{folder / 'generation_config.json'}: max_length must be a positive number of frames, "
+                            f"got {max_length!r}")
     return max_length / frame_rate if max_length else 30.0
 
 

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
-import secrets
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 
-from . import __version__, files, inputs, registry
+from . import __version__, files, inputs, interrupts, jobs, registry
 from .errors import MusicgenError
 from .cli_options import (BACKEND, BARS, BPM, CFG, DEVICE, DTYPE, DURATION_HELP, FORCE, LOOP, METER, OFFLINE, OUTPUT,
                           SEED, STRIDE, TEMPERATURE, TOP_K, TOP_P, model_option, normalize_option)
-from .options import NORMALIZATIONS, SamplingOptions, check_continuation, check_duration
+from .options import MAX_SEED, check_continuation, check_duration
 
 # Nothing heavy is imported up here (torch, numpy, the model): arguments, paths and formats are
 # checked first, so `--help`, `--version` and a mistyped option answer at once.
@@ -30,33 +29,6 @@ app = typer.Typer(
     help="Generate music from text with MusicGen-compatible models, on your own machine.",
 )
 err = Console(stderr=True)
-
-
-def sampling_options(top_k, top_p, temperature, cfg, seed) -> SamplingOptions:
-    try:
-        return SamplingOptions(top_k=top_k, top_p=top_p, temperature=temperature, cfg=cfg, seed=seed)
-    except ValueError as e:
-        raise MusicgenError(str(e))
-
-
-@dataclass
-class Job:
-    """What every command checks before loading a model, and records next to its outputs."""
-
-    paths: list[Path]
-    options: SamplingOptions
-    normalize: str
-    record: dict
-
-
-def prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed, **record) -> Job:
-    if normalize not in NORMALIZATIONS:
-        raise MusicgenError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}, got '{normalize}'")
-    paths = files.check_outputs(paths, force)
-    seed = secrets.randbelow(2**31) if seed is None else seed
-    options = sampling_options(top_k, top_p, temperature, cfg, seed)
-    fields = {"seed": seed, "top_k": top_k, "top_p": top_p, "temperature": temperature, "cfg": cfg, "normalize": normalize}
-    return Job(paths, options, normalize, {**record, **fields})
 
 
 def load_model(model: Optional[str], device: str, backend: str, dtype: str, offline: bool, melody: bool = False):
@@ -75,22 +47,7 @@ def load_model(model: Optional[str], device: str, backend: str, dtype: str, offl
 
 def announce(mg, count: int, seconds: float, what: str = "", channels: Optional[int] = None) -> None:
     layout = "stereo" if (channels or mg.channels) == 2 else "mono"
-    err.print(f"{count} × {seconds:g} s of {layout} {mg.sample_rate} Hz audio from {mg.name}{what}", highlight=False)
-
-
-def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict], loop: bool = False) -> None:
-    """Write each output and its sidecar (the job's record, the model, timings and `per_output`);
-    `loop`: the whole file is one loop, recorded in the sidecar and in a WAV's loop chunk."""
-    record = {
-        **job.record, "model": mg.name, "model_folder": str(mg.folder), "stride": mg.default_stride if stride is None else stride,
-        "sample_rate": mg.sample_rate, "channels": int(wavs[0].shape[0]), "device": str(mg.device),
-        "backend": mg.backend.name, "dtype": mg.backend.dtype,
-        "wall_time_s": round(time.perf_counter() - start, 3), "musicgen_version": __version__,
-    }
-    for path, wav, extra in zip(job.paths, wavs, per_output):
-        points = (0, wav.shape[-1] - 1) if loop else None
-        side = {**extra, **record, **({"loop_start": 0, "loop_end": points[1]} if loop else {})}
-        write_output(path, wav, mg.sample_rate, job.normalize, side, points)
+    err.print(f"{count} × {seconds:g} s of {layout} {mg.sample_rate} Hz audio from {mg.name}{what}", highlight=False, soft_wrap=True)
 
 
 def given(ctx: typer.Context, names) -> set[str]:
@@ -132,30 +89,41 @@ def generate(
     if again is not None:  # the take's settings, then this command again without --again
         take, params = takes.read(again), dict(locals())
         params = takes.settings(take, params, given(ctx, takes.SETTINGS))
-        if not prompts and not prompts_file:  # the take's own batch (its row is the take)
+        if not prompts and not prompts_file:  # the take's own batch (its row is the take), with its seed
             params["prompts"], params["row"] = take.get("batch") or [take.get("prompt")], take.get("batch_index", 0)
             params["variations"] = 1  # the batch is the take's as it was made
+            if "seed" not in given(ctx, ["seed"]):
+                params["seed"] = take.get("batch_seed", take["seed"])
         params.update(again=None, output=output or takes.again_output(again), take=None, ctx=ctx)
         return generate(**{k: v for k, v in params.items() if k in GENERATE_PARAMS})
     prompts = inputs.read_prompts(prompts, prompts_file)
+    prompts = [jobs.capped(p, f"prompt {i}" if len(prompts) > 1 else "the prompt") for i, p in enumerate(prompts, 1)]
     if not 1 <= variations <= 64:
         raise MusicgenError(f"--variations must be from 1 to 64, got {variations}")
     prompts = [p for p in prompts for _ in range(variations)]
     seconds = loops.length(duration, bars, bpm, meter, default=10.0)
     paths = [output] if row is not None else files.output_paths(prompts, output)
-    job = prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed,
-                  duration=seconds, batch=prompts, **loops.record(bpm, bars, meter, loop))
+    job = jobs.prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed, stride, device,
+                  duration=seconds, **loops.record(bpm, bars, meter, loop))
     mg = load_model(model, device, backend, dtype, offline)
     made = loops.to_make(mg.frame_rate, seconds, bpm, bars, loop)
     frames = mg.frames_for(made)
-    announce(mg, len(prompts), seconds if bars or loop else frames / mg.frame_rate)
-    start = time.perf_counter()
-    codes = with_progress(mg, frames, lambda progress: mg.generate_codes(prompts, made, job.options, stride, progress))
-    wav = loops.fit_length(mg.decode(codes).numpy(), seconds, mg.sample_rate, loop) if bars or loop else mg.decode(codes)
-    per_output = [{"prompt": p, "batch_index": i, "frames": frames} for i, p in enumerate(prompts)]
-    if row is not None:  # a take made again: its row of the batch it was made in
-        wav, per_output = [wav[row]], [per_output[row]]
-    finish(job, mg, list(wav), stride, start, per_output, loop)
+    size = len(prompts) if row is not None else mg.batch_size(frames / mg.frame_rate, job.options.guided)
+    batches = [range(i, min(i + size, len(prompts))) for i in range(0, len(prompts), size)]
+    announce(mg, len(prompts), seconds if bars or loop else frames / mg.frame_rate, f" in {len(batches)} batches of at "
+             f"most {size} (sized to memory; each batch's files are written when it is done)" if len(batches) > 1 else "")
+    for n, rows in enumerate(batches):
+        start = time.perf_counter()
+        options = dataclasses.replace(job.options, seed=(job.options.seed + n) % (MAX_SEED + 1))  # batch 0: the seed given
+        chunk = [prompts[i] for i in rows]
+        codes = with_progress(mg, frames, lambda progress: mg.generate_codes(chunk, made, options, stride, progress))
+        wav = loops.fit_length(mg.decode(codes).numpy(), seconds, mg.sample_rate, loop) if bars or loop else mg.decode(codes)
+        per_output = [{"prompt": prompts[i], "batch": chunk, "batch_index": i - rows[0], "batch_number": n,
+                       "batch_seed": options.seed, "frames": frames} for i in rows]
+        outs = [job.paths[i] for i in rows] if row is None else job.paths
+        if row is not None:  # a take made again: its row of the batch it was made in
+            wav, per_output = [wav[row]], [per_output[row]]
+        jobs.finish(job, mg, list(wav), stride, start, per_output, loop, outs)
 
 
 GENERATE_PARAMS = set(inspect.signature(generate).parameters)
@@ -200,6 +168,7 @@ def continue_(
             prompt = take.get("prompt") or take.get("style")
     if prompt is not None and not prompt.strip():
         raise MusicgenError("--prompt is empty")
+    prompt = jobs.capped(prompt, "--prompt")
     if duration is not None:
         check_duration(duration)
     wav, sr = inputs.read_input(input, output, "there is nothing to continue")
@@ -213,7 +182,7 @@ def continue_(
     if wav.shape[0] > 2:
         raise MusicgenError(f"{input} has {wav.shape[0]} channels; continue takes mono or stereo audio")
     path = output if output is not None else Path(f"{files.slug(input.stem)}-continued.wav")
-    job = prepare([path], force, normalize, top_k, top_p, temperature, cfg, seed, duration=duration,
+    job = jobs.prepare([path], force, normalize, top_k, top_p, temperature, cfg, seed, stride, device, duration=duration,
                   input=str(input), prompt=prompt, only_new=only_new, **loops.record(bpm, bars, meter, False))
     mg = load_model(model, device, backend, dtype, offline)
     from . import audio, continuation
@@ -226,7 +195,7 @@ def continue_(
     start = time.perf_counter()
     out = with_progress(mg, mg.frames_for(duration), lambda progress: continuation.continue_audio(
         mg, wav, duration, prompt_seconds, prompt, job.options, stride, progress))
-    finish(job, mg, [out[:, wav.shape[1] :] if only_new else out], stride, start, [{}])
+    jobs.finish(job, mg, [out[:, wav.shape[1] :] if only_new else out], stride, start, [{}])
 
 
 @app.command()
@@ -259,15 +228,16 @@ def melody(
     """Make music that follows a melody: a recording, a MIDI file or a chord chart (needs a melody model)."""
     if style is not None and not style.strip():
         raise MusicgenError("--style is empty")
+    style = jobs.capped(style, "--style")
     from . import loops
 
     if duration is not None:
         check_duration(duration)
-    kind, tune, seconds, what = inputs.read_tune(input, output, chords, bpm or 120.0, beats_per_chord, track)
+    kind, tune, seconds, what = inputs.read_tune(input, output, chords, bpm or 120.0, beats_per_chord, track, duration)
     duration = loops.length(duration, bars, bpm, meter, default=seconds)
     name = f"{files.slug(input.stem) if input else 'chords'}-{files.slug(style) if style else 'melody'}.wav"
-    job = prepare([output if output is not None else Path(name)], force, normalize, top_k, top_p, temperature,
-                  cfg, seed, duration=duration, input=str(input) if input else None, style=style,
+    job = jobs.prepare([output if output is not None else Path(name)], force, normalize, top_k, top_p, temperature,
+                  cfg, seed, stride, device, duration=duration, input=str(input) if input else None, style=style,
                   **{**({"chords": chords, "bpm": bpm or 120.0, "beats_per_chord": beats_per_chord} if chords else {}),
                      **({"track": track} if track else {}), **loops.record(bpm, bars, meter, loop)})
     mg = load_model(model, device, backend, dtype, offline, melody=True)
@@ -287,7 +257,7 @@ def melody(
     codes = with_progress(mg, frames, lambda progress: mg.generate_codes(
         [style], made, job.options, stride, progress, **kwargs))
     wav = loops.fit_length(mg.decode(codes).numpy(), duration, mg.sample_rate, loop) if bars or loop else mg.decode(codes)
-    finish(job, mg, [wav[0]], stride, start, [{}], loop)
+    jobs.finish(job, mg, [wav[0]], stride, start, [{}], loop)
 
 
 def with_progress(mg, frames: int, run):
@@ -306,14 +276,6 @@ def with_progress(mg, frames: int, run):
                        rate=bar.tasks[0].speed or 0.0)
 
         return run(update)
-
-
-def write_output(path: Path, wav, sample_rate: int, normalize: str, sidecar: dict, loop=None) -> None:
-    from . import audio
-
-    audio.write_audio(path, wav, sample_rate, normalization=normalize, loop=loop)
-    files.write_json(files.sidecar_path(path), sidecar)
-    err.print(f"wrote {path} ({wav.shape[-1] / sample_rate:.1f} s, {wav.shape[0]} ch, {sample_rate} Hz)", highlight=False)
 
 
 @app.command()
@@ -388,6 +350,7 @@ def options(version: bool = typer.Option(False, "--version", callback=show_versi
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: one clear line on stderr and a non-zero exit for bad input, never a traceback."""
     command = typer.main.get_command(app)
+    previous = interrupts.start()
     try:
         code = command.main(args=argv, prog_name="musicgen", standalone_mode=False)
     except typer.Exit as e:
@@ -404,6 +367,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     except MusicgenError as e:
         print(f"musicgen: error: {e}", file=sys.stderr)
         sys.exit(1)
-    if code == 130:  # Ctrl-C (typer turns it into exit code 130 itself)
-        print("musicgen: interrupted; no output file was left behind", file=sys.stderr)
+    finally:
+        interrupts.stop(previous)
+    if code == 130:  # Ctrl-C (typer turns it into exit code 130 itself) or SIGTERM
+        print(interrupts.last_line(), file=sys.stderr)
+        code = interrupts.exit_code()
     sys.exit(code if isinstance(code, int) else 0)

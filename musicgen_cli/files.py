@@ -6,11 +6,19 @@ Standard library only: the command line checks its output paths before importing
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
+import shutil
 import tempfile
+import time
 from pathlib import Path
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None
 
 from .errors import MusicgenError
 
@@ -21,6 +29,9 @@ OUTPUT_FORMATS = {
     ".ogg": ("OGG", "VORBIS"),
     ".mp3": ("MP3", "MPEG_LAYER_III"),
 }
+TEMP_PREFIX = ".musicgen-tmp-"  # our temp files; sweep_stale removes old ones
+LEGACY_TEMP = re.compile(r"^\.[^/]+\.[a-z0-9_]{8}\.(wav|flac|ogg|mp3)$")  # what earlier versions named them
+STALE_SECONDS = 3600.0
 
 
 def one_line(error: BaseException) -> str:
@@ -43,7 +54,7 @@ def check_output_path(path, force: bool) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise MusicgenError(f"output folder {folder} is not writable")
     try:  # os.access can be wrong (root, ACLs, read-only mounts): really try
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".musicgen-probe-")
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f"{TEMP_PREFIX}probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
@@ -61,38 +72,136 @@ def _default_mode(path: Path) -> int:
     return 0o666 & ~umask
 
 
-@contextlib.contextmanager
-def atomic_target(path):
-    """Yield a hidden temp path next to `path`; on success move it onto `path`, else delete it."""
-    path = Path(path)
+def numbered(path: Path, n: int) -> Path:
+    """song.wav -> song-2.wav (n = 1: the name itself)."""
+    return path if n == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}")
+
+
+def _reserve(tmp: str, final: Path) -> bool:
+    """Claim `final` for the finished temp file, never replacing a file that exists: a hard link
+    fails with FileExistsError if `final` appeared meanwhile (a race with another run included).
+    Where the file system has no hard links, an empty placeholder is created exclusively instead
+    (True: move the temp file over it once every name of the set is claimed)."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    except OSError as e:
-        raise MusicgenError(f"cannot write in {path.parent} ({e.strerror or e})") from e
-    os.close(fd)
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # the data is on disk before the rename makes it visible
-        finally:
-            os.close(fd)
-        os.chmod(tmp, _default_mode(path))  # mkstemp creates files as 0600
-        os.replace(tmp, path)
-    except BaseException as e:  # KeyboardInterrupt included: never leave the temp file behind
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError) or type(e).__name__ == "LibsndfileError":
-            raise MusicgenError(f"could not write {path}: {one_line(e)}") from e
+        os.link(tmp, final)
+        return False
+    except FileExistsError:
         raise
+    except OSError:
+        os.close(os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return True
+
+
+def _commit(pairs: list[tuple[str, Path]], force: bool) -> list[Path]:
+    """Move every temp file onto its name, or none. Without `force`, if any name is taken by then,
+    the whole set goes to the first free numbered names (song-2.wav with song-2.json)."""
+    if force:
+        for tmp, final in pairs:
+            os.replace(tmp, final)
+        return [final for _, final in pairs]
+    for n in range(1, 1000):
+        claimed: list[tuple[str, Path, bool]] = []
+        try:
+            for tmp, final in pairs:
+                claimed.append((tmp, numbered(final, n), _reserve(tmp, numbered(final, n))))
+            for tmp, final, placeholder in claimed:
+                if placeholder:
+                    os.replace(tmp, final)
+            return [final for _, final, _ in claimed]
+        except BaseException as e:
+            for _, done, _ in claimed:  # ours (links to our temp files, or placeholders): both or neither
+                with contextlib.suppress(OSError):
+                    os.unlink(done)
+            if not isinstance(e, FileExistsError):
+                raise
+    raise MusicgenError(f"no free name next to {pairs[0][1]} (tried 999 numbered names)")
+
+
+def write_failure(path: Path, error: BaseException, written: int = 0) -> str:
+    """'could not write PATH: WHY', with the reason in words when the system knows it."""
+    code = getattr(error, "errno", None)
+    why = one_line(error)
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    fsize = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource else -1
+    if code in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < (1 << 20)):
+        why = f"the disk holding {path.parent} is full" + (f" ({error.strerror})" if getattr(error, "strerror", None) else "")
+    elif code == errno.EFBIG or (fsize not in (-1, getattr(resource, "RLIM_INFINITY", -1)) and written >= fsize):
+        why = f"the file would be larger than this system allows ({fsize} bytes)"
+    elif isinstance(error, OSError) and error.strerror:
+        why = error.strerror
+    return f"could not write {path}: {why}"
+
+
+def write_files(targets: list, force: bool = True) -> list[Path]:
+    """Write each (path, writer) of `targets` as writer(temp_path) to a hidden temp file beside it,
+    then move them all into place, or none (an audio file never lacks its sidecar). Without `force`
+    an existing file is never replaced; the set then takes numbered names, which are returned.
+    Temp files are removed on any failure, Ctrl-C and SIGTERM included; after SIGKILL or a power
+    cut, `sweep_stale` removes them later."""
+    temps: list[str] = []
+    path = None
+    try:
+        for path, writer in targets:
+            path = Path(path)
+            try:
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.stem}.", suffix=path.suffix)
+            except OSError as e:
+                raise MusicgenError(f"cannot write in {path.parent} ({e.strerror or e})") from e
+            os.close(fd)
+            temps.append(tmp)
+            writer(tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # the data is on disk before a name makes it visible
+            finally:
+                os.close(fd)
+            os.chmod(tmp, _default_mode(path))  # mkstemp creates files as 0600
+        path = None
+        return _commit([(t, Path(p)) for t, (p, _) in zip(temps, targets)], force)
+    except BaseException as e:  # KeyboardInterrupt included: never leave a temp file behind
+        if isinstance(e, OSError) or type(e).__name__ == "LibsndfileError":
+            where = Path(path) if path is not None else Path(targets[0][0])
+            size = os.path.getsize(temps[-1]) if temps and os.path.exists(temps[-1]) else 0
+            raise MusicgenError(write_failure(where, e, size)) from e
+        raise
+    finally:
+        for tmp in temps:  # after a link the temp name is a second name of the file; after a move, gone
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def sweep_stale(folder: Path, max_age: float = STALE_SECONDS) -> list[Path]:
+    """Remove our own temp files in `folder` (by name pattern) untouched for `max_age` seconds:
+    what a run killed with SIGKILL or a power cut left behind. Returns what was removed."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if not (entry.name.startswith(TEMP_PREFIX) or LEGACY_TEMP.match(entry.name)):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False) and time.time() - entry.stat(follow_symlinks=False).st_mtime > max_age:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def _dump_json(path, obj) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
 
 
 def write_json(path, obj) -> None:
     """Write `obj` as indented JSON to `path`, atomically."""
-    with atomic_target(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.write("\n")
+    write_files([(path, json_writer(obj))])
+
+
+def json_writer(obj):
+    """A writer for write_files: `obj` as indented JSON."""
+    return lambda tmp: _dump_json(tmp, obj)
 
 
 def sidecar_path(audio_path) -> Path:
@@ -124,6 +233,8 @@ def output_paths(prompts: list[str], output: Path | None) -> list[Path]:
 
 def check_outputs(paths: list[Path], force: bool) -> list[Path]:
     checked = [check_output_path(p, force) for p in paths]
+    for folder in {p.parent for p in checked}:
+        sweep_stale(folder)
     for p in checked:
         side = sidecar_path(p)
         if side.exists() and not force:

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from . import patterns
+from .errors import ModelProducedNaN
 from .lm import MusicGenLM
 from .sampling import SamplingOptions, next_tokens
 
@@ -54,7 +55,7 @@ class Decoder:
     """
 
     def __init__(self, lm: MusicGenLM, opts: SamplingOptions):
-        self.lm, self.opts = lm, opts
+        self.lm, self.opts, self.step = lm, opts, 0
         device = lm.layer_norm.weight.device
         self.generator = None if opts.greedy else torch.Generator(device).manual_seed(opts.seed)
 
@@ -68,6 +69,9 @@ class Decoder:
 
     def sample(self, logits: torch.Tensor, seq: torch.Tensor, known: torch.Tensor, col: int) -> None:
         """Draw column `col` of seq [B, K, T] from logits [R, K, card], keeping the known cells."""
+        self.step += 1
+        if not bool(torch.isfinite(logits).all()):
+            raise ModelProducedNaN(self.step)
         drawn = next_tokens(logits, self.opts, self.generator)
         seq[:, :, col] = torch.where(known[:, :, col], seq[:, :, col], drawn)
 

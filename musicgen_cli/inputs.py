@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import MusicgenError
+from .options import MAX_DURATION
 
 
 def read_prompts(prompts: list[str], prompts_file: Optional[Path]) -> list[str]:
@@ -28,11 +29,13 @@ def read_prompts(prompts: list[str], prompts_file: Optional[Path]) -> list[str]:
     return prompts
 
 
-def read_input(path: Path, output: Optional[Path], what: str) -> tuple:
-    """Read the user's audio before any model loads: (wav [C, N] float32, sample rate)."""
+def read_input(path: Path, output: Optional[Path], what: str, max_seconds: float = MAX_DURATION,
+               first_seconds: Optional[float] = None) -> tuple:
+    """Read the user's audio before any model loads: (wav [C, N] float32, sample rate); its length
+    is checked from the header first (at most `max_seconds`), and only `first_seconds` are read if given."""
     from . import audio
 
-    wav, sr = audio.read_audio(path)
+    wav, sr = audio.read_audio(path, max_seconds, first_seconds)
     if audio.is_silent(wav):
         raise MusicgenError(f"{path} is silent; {what}")
     if output is not None and Path(output).expanduser().resolve() == Path(path).expanduser().resolve():
@@ -44,7 +47,7 @@ MIDI_SUFFIXES = (".mid", ".midi")
 
 
 def read_tune(input: Optional[Path], output: Optional[Path], chords: Optional[str], bpm: float,
-              beats_per_chord: float, track: Optional[str]) -> tuple:
+              beats_per_chord: float, track: Optional[str], duration: Optional[float] = None) -> tuple:
     """What `melody` follows, read before any model loads: (kind, data, seconds, what) where kind
     is "audio" (data: wav, rate) or "score" (data: a one-hot chroma from MIDI or a chord chart)."""
     from . import score
@@ -59,5 +62,5 @@ def read_tune(input: Optional[Path], output: Optional[Path], chords: Optional[st
             raise MusicgenError(f"MIDI file {input} does not exist")
         c, seconds = score.midi_chroma(input, track)
         return "score", c, seconds, input.name
-    wav, sr = read_input(input, output, "silence has no melody to follow")
+    wav, sr = read_input(input, output, "silence has no melody to follow", first_seconds=duration)
     return "audio", (wav, sr), wav.shape[1] / sr, input.name

@@ -11,6 +11,22 @@ from dataclasses import dataclass
 from .errors import MusicgenError
 
 MAX_DURATION = 3600.0  # seconds: longer requests are treated as a mistake
+MIN_STRIDE = 1.0  # seconds a new window must add (shorter: one window per few frames, hours of work)
+MAX_SEED = 2**63 - 1  # seeds are 64-bit signed on the GPU path
+DEVICES = ("auto", "cpu", "cuda")  # and cuda:N
+# T5 reads 512 tokens (its tokenizer's model_max_length); a token is rarely under 4 characters, and
+# attention costs the square of the length (100,000 characters asked for 42 GB): cut longer prompts.
+MAX_PROMPT_CHARS = 2000
+
+
+def cap_prompt(prompt: str, what: str = "a prompt") -> tuple[str, str | None]:
+    """(the prompt, cut to MAX_PROMPT_CHARS at a word boundary if longer; a one-line note, or None)."""
+    if len(prompt) <= MAX_PROMPT_CHARS:
+        return prompt, None
+    cut = prompt[:MAX_PROMPT_CHARS]
+    cut = cut.rsplit(None, 1)[0] if " " in cut.strip() else cut
+    return cut, (f"{what} was {len(prompt)} characters, more than the text encoder reads (512 tokens); "
+                 f"it was cut to its first {len(cut)}")
 NORMALIZATIONS = ("peak", "loudness", "none")  # how the written audio is scaled (audio.normalize)
 
 
@@ -18,8 +34,20 @@ def check_duration(seconds: float) -> float:
     if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
         raise MusicgenError(f"duration must be a positive number of seconds, got {seconds:g}")
     if seconds > MAX_DURATION:
-        raise MusicgenError(f"duration {seconds:g} s is too long (at most {MAX_DURATION:g} s)")
+        raise MusicgenError(f"duration {seconds:.10g} s is too long (at most {MAX_DURATION:g} s)")
     return seconds
+
+
+def check_stride(stride: float | None) -> None:
+    """The lower bound (the upper one, the model's window, is checked once the model is known)."""
+    if stride is not None and not (math.isfinite(stride) and stride >= MIN_STRIDE):
+        raise MusicgenError(f"--stride must be at least {MIN_STRIDE:g} second (and at most the model's window), got {stride:g}")
+
+
+def check_device(device: str) -> None:
+    index = device[5:] if device.startswith("cuda:") else None
+    if device not in DEVICES and not (index and index.isdigit()):
+        raise MusicgenError(f"--device must be auto, cpu, cuda or cuda:N, got '{device}'")
 
 
 def check_continuation(input_seconds: float, duration: float) -> None:
@@ -39,6 +67,11 @@ class SamplingOptions:
     seed: int = 0
 
     def __post_init__(self):
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"--seed must be between 0 and {MAX_SEED}")
+        for name, value in (("top-p", self.top_p), ("temperature", self.temperature), ("cfg", self.cfg)):
+            if not math.isfinite(value):
+                raise ValueError(f"--{name} must be a finite number, got {value}")
         if self.top_k < 0:
             raise ValueError("top-k must be 0 (off) or a positive number of tokens")
         if not 0.0 <= self.top_p <= 1.0:

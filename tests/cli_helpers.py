@@ -18,8 +18,8 @@ def run_main(args, capsys):
     return exit_info.value.code, capsys.readouterr().err.strip().splitlines()
 
 
-def run_and_interrupt(args) -> tuple[int, str]:
-    """Start `python -m musicgen_cli ARGS`, send SIGINT once generation has begun: (exit code, stderr)."""
+def run_and_interrupt(args, signum=signal.SIGINT) -> tuple[int, str]:
+    """Start `python -m musicgen_cli ARGS`, send `signum` once generation has begun: (exit code, stderr)."""
     cmd = [sys.executable, "-m", "musicgen_cli", *map(str, args)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COLUMNS": "100"})
@@ -27,6 +27,6 @@ def run_and_interrupt(args) -> tuple[int, str]:
         if "audio from" in line:
             break
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
     return proc.returncode, stderr

@@ -2,6 +2,7 @@
 
 - torch: the plain PyTorch reference (musicgen_cli/generation.py's Decoder), float32;
 - cpu:   FastLM through the C++ kernels and the fused C++ sampler (kernels/decode_step.cpp, sampler.cpp);
+         without the library (bfloat16, int8) FastLM runs in PyTorch, recorded as "cpu-pytorch";
 - cuda:  FastLM with the whole decode step, fused sampler included, captured as one CUDA graph.
 `auto` takes cpu on a CPU (when the kernels cannot be built it says so in one warning line and
 uses torch) and torch on a GPU: the cuda path has never run on a GPU yet, so it is opt-in
@@ -14,6 +15,7 @@ import contextlib
 
 import torch
 
+from ..errors import ModelProducedNaN
 from ..generation import Decoder
 from ..lm import MusicGenLM
 from ..sampling import SamplingOptions
@@ -65,9 +67,11 @@ class FastDecoder(Decoder):
         logits = logits.float().contiguous()
         assert seq.is_contiguous() and known.is_contiguous() and seq.dtype == torch.long
         b, k, t = seq.shape
-        self.lib.mg_sample(logits.data_ptr(), b, k, logits.shape[-1], int(o.guided), o.cfg, o.temperature, o.top_k,
-                           o.top_p, int(o.greedy), o.seed, self.step, seq.data_ptr(), known.data_ptr(), t, col)
+        top_k = min(o.top_k, logits.shape[-1])  # past the codebook it means "off"; never truncated by ctypes
         self.step += 1
+        if self.lib.mg_sample(logits.data_ptr(), b, k, logits.shape[-1], int(o.guided), o.cfg, o.temperature, top_k,
+                              o.top_p, int(o.greedy), o.seed, self.step - 1, seq.data_ptr(), known.data_ptr(), t, col):
+            raise ModelProducedNaN(self.step)
 
 
 def resolve(backend: str, dtype: str, device: str) -> tuple[str, str]:
@@ -104,6 +108,8 @@ class Backend:
                 backend = "torch"
             else:
                 self.fast = FastLM(lm, dtype, use_cpu_kernels=True, release=True)
+                if self.lib is None:  # what really runs (and what the sidecar records): our LM in PyTorch
+                    backend = "cpu-pytorch"
         elif backend == "cuda":
             from . import cuda
 

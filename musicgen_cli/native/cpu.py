@@ -28,7 +28,9 @@ class KernelUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("MUSICGEN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "musicgen")
+    """$MUSICGEN_CACHE/kernels, else $XDG_CACHE_HOME/musicgen/kernels, else ~/.cache/musicgen/kernels."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    root = os.environ.get("MUSICGEN_CACHE") or os.path.join(xdg, "musicgen")
     return Path(root) / "kernels"
 
 
@@ -77,7 +79,7 @@ def library() -> ctypes.CDLL | None:
         for name, args in SIGNATURES.items():
             fn = getattr(lib, name)
             fn.argtypes = args
-            fn.restype = None if name == "mg_sample" else ctypes.c_int
+            fn.restype = ctypes.c_int
     except (KernelUnavailable, OSError, AttributeError) as e:
         warnings.warn(f"CPU fast path unavailable, using PyTorch: {e}", stacklevel=2)
         return None

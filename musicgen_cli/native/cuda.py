@@ -17,6 +17,7 @@ import warnings
 
 import torch
 
+from ..errors import ModelProducedNaN
 from ..generation import Decoder
 from ..sampling import SamplingOptions
 
@@ -69,7 +70,7 @@ class GraphDecoder(FastDecoder):
         b, k, t = seq.shape
         vocab = logits.shape[-1]
         self.kernel(grid=(b * k, 1, 1), block=(THREADS, 1, 1), shared_mem=shared_bytes(vocab),
-                    args=[logits, b, k, vocab, int(o.guided), float(o.cfg), float(o.temperature), o.top_k,
+                    args=[logits, b, k, vocab, int(o.guided), float(o.cfg), float(o.temperature), min(o.top_k, vocab),
                           float(o.top_p), int(o.greedy), self.seed_step, seq, known, t, self.col])
 
     def sample(self, logits: torch.Tensor, seq: torch.Tensor, known: torch.Tensor, col: int) -> None:
@@ -80,6 +81,8 @@ class GraphDecoder(FastDecoder):
     def fill(self, seq: torch.Tensor, known: torch.Tensor, first: int, on_step) -> None:
         prefix = self.lm.prefix_len
         buffer = self.logits(self.rows(seq[:, :, :first]), 0).float().contiguous()  # prefill, eagerly
+        if not bool(torch.isfinite(buffer).all()):  # one check before the graph (damaged weights show here)
+            raise ModelProducedNaN(1)
 
         def step() -> None:  # sample column col, run the network on it, col += 1
             self.launch(buffer, seq, known)
@@ -98,6 +101,8 @@ class GraphDecoder(FastDecoder):
             for _ in range(first + 1, seq.shape[2]):
                 graph.replay()
                 on_step()
+        if not bool(torch.isfinite(buffer).all()):  # and one after it (no check per step: no sync)
+            raise ModelProducedNaN(seq.shape[2] - first)
 
 
 class Graphs:
