@@ -1,5 +1,6 @@
 """The fast decode path (kernels/) against the PyTorch reference: products, the network, the sampler."""
 
+import copy
 import math
 import os
 import shutil
@@ -149,7 +150,7 @@ def test_backend_choices_are_checked():
     with pytest.raises(ValueError, match="backend must be"):
         Backend(lm, "fast", "auto")
     assert resolve("auto", "auto", "cpu") == ("cpu", "int8")
-    assert resolve("auto", "auto", "cuda") == ("torch", "float32")  # cuda is opt-in until run on a GPU
+    assert resolve("auto", "auto", "cuda") == ("cuda", "float32")  # its tests passed on an H200
     assert resolve("cuda", "auto", "cuda") == ("cuda", "float32")
     # checked before the checkpoint is read: the bad choice is named, not the missing folder
     with pytest.raises(MusicgenError, match="float32 only"):
@@ -183,17 +184,41 @@ def test_cuda_sampler_source_compiles(tmp_path):
 @needs_gpu
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_cuda_graph_decoder_matches_reference(melody_ckpt, dtype):
-
+    """float32: the graph-captured decoder's greedy tokens are the reference's, token for token.
+    bfloat16: it runs and repeats with a seed (its free-running greedy tokens drift from float32's
+    within a few frames on a tiny random model, as the CPU bfloat16 path's do: 18% and 36% agreement
+    measured on an H200; its accuracy is test_cuda_fast_network_matches_reference's)."""
     ref = MusicGen.load(str(melody_ckpt), device="cpu", backend="torch")
     gpu = MusicGen.load(str(melody_ckpt), device="cuda", backend="cuda", dtype=dtype)
     assert gpu.backend.graphs is not None, "the CUDA sampler did not build"
-    greedy = SamplingOptions(top_k=1)
-    got = gpu.generate_codes(["a", "bb"], 2.0, greedy, stride=0.5).cpu()
-    want = ref.generate_codes(["a", "bb"], 2.0, greedy, stride=0.5)
-    agreement = (got == want).float().mean()
-    assert agreement == 1.0 if dtype == "float32" else agreement > 0.9
+    if dtype == "float32":
+        greedy = SamplingOptions(top_k=1)
+        got = gpu.generate_codes(["a", "bb"], 2.0, greedy, stride=0.5).cpu()
+        assert torch.equal(got, ref.generate_codes(["a", "bb"], 2.0, greedy, stride=0.5))
     seeded = SamplingOptions(seed=5)
     assert torch.equal(gpu.generate_codes(["a"], 1.0, seeded), gpu.generate_codes(["a"], 1.0, seeded))
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cuda_fast_network_matches_reference(dtype):
+    """The network on the GPU (prefill, then steps in the fixed-shape form the graph captures): the
+    CPU reference's logits within the dtype's error, as test_fast_network_matches_reference on the CPU."""
+    lm = tiny_lm(melody=True)
+    conditioning = torch.randn(4, 5, 32), torch.tensor([[1] * 5, [1, 1, 1, 0, 0], [0] * 5, [0] * 5]), torch.rand(4, 6, 12)
+    on_gpu = copy.deepcopy(lm).cuda()
+    lm.set_conditioning(*conditioning)
+    on_gpu.set_conditioning(*(t.cuda() for t in conditioning))
+    codes = torch.randint(0, lm.cfg.card + 1, (4, 4, 12))
+    lm.setup_caches(4, 12)
+    ref = [lm(codes[:, :, :3], 0, last_only=True)[:, :, -1]]
+    ref += [lm(codes[:, :, c : c + 1], c, last_only=True)[:, :, -1] for c in range(3, 12)]
+    fast = FastLM(on_gpu, dtype)
+    fast.setup_cache(4, 12)
+    got = [fast(codes[:, :, :3].cuda(), 0)]
+    got += [fast.forward(codes[:, :, c : c + 1].cuda(), fast.positions(c, 1), upto=None) for c in range(3, 12)]
+    error = (torch.stack(got).float().cpu() - torch.stack(ref)).abs().max() / torch.stack(ref).abs().max()
+    assert error < {"float32": 1e-5, "bfloat16": 2e-2}[dtype], error
 
 
 @needs_gpu
