@@ -353,9 +353,21 @@ def _load_audiocraft(folder: Path, name: str) -> Checkpoint:
     if not isinstance(package, dict) or "best_state" not in package or "xp.cfg" not in package:
         raise MusicgenError(f"{folder / 'state_dict.bin'} is not an audiocraft MusicGen LM (no best_state / xp.cfg)")
     cfg = package["xp.cfg"]
-    cfg = yaml.safe_load(cfg) if isinstance(cfg, str) else cfg
-    lm_cfg = cfg["transformer_lm"]
-    if cfg.get("fuser", {}).get("prepend"):
+    try:
+        cfg = yaml.safe_load(cfg) if isinstance(cfg, str) else cfg
+    except yaml.YAMLError as e:  # a python/object tag among them: safe_load refuses to build it
+        raise MusicgenError(f"{folder / 'state_dict.bin'}: its xp.cfg is not plain YAML "
+                            f"({' '.join(str(e).split())[:120]})") from e
+    lm_cfg = cfg.get("transformer_lm") if isinstance(cfg, dict) else None
+    if not isinstance(lm_cfg, dict):
+        raise MusicgenError(f"{folder / 'state_dict.bin'}: its xp.cfg has no transformer_lm section")
+    dim, scale = lm_cfg.get("dim"), lm_cfg.get("hidden_scale", 4)
+    _check_config({"decoder": {  # the same checks as a Hugging Face config's, before anything is built
+        "hidden_size": dim, "num_hidden_layers": lm_cfg.get("num_layers"), "num_attention_heads": lm_cfg.get("num_heads"),
+        "ffn_dim": int(scale * dim) if isinstance(dim, int) and isinstance(scale, (int, float)) else None,
+        "num_codebooks": lm_cfg.get("n_q"), "vocab_size": lm_cfg.get("card"), "audio_channels": cfg.get("channels", 1),
+    }}, name)
+    if (cfg.get("fuser") or {}).get("prepend"):
         raise MusicgenError(
             f"'{name}' is an audiocraft-layout melody checkpoint, which musicgen does not read yet; "
             "use the Hugging Face layout of the same model (e.g. facebook/musicgen-melody)"
@@ -371,7 +383,7 @@ def _load_audiocraft(folder: Path, name: str) -> Checkpoint:
         text_dim=lm_state["enc_to_dec_proj.weight"].shape[1],
         channels=cfg.get("channels", 1),
     )
-    t5_name = cfg["conditioners"]["description"]["t5"]["name"]
+    t5_name = ((((cfg.get("conditioners") or {}).get("description") or {}).get("t5") or {}).get("name")) or "t5-base"
     t5_repos = AUDIOCRAFT_T5_NAMES.get(t5_name, [t5_name])
     codec_file = folder / "compression_state_dict.bin"
     pointer = _torch_load(codec_file).get("pretrained") if codec_file.is_file() else None

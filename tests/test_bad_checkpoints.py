@@ -101,3 +101,19 @@ def test_fuzzed_config_values_never_traceback(mono_ckpt, tmp_path):
             checkpoints.load(str(folder))
         except MusicgenError:
             pass
+
+
+@pytest.mark.parametrize("xp_cfg,message", [
+    ("transformer_lm: !!python/object/apply:os.system ['true']", "not plain YAML"),
+    ("dataset: {segment_duration: 30}", "no transformer_lm section"),
+    ("transformer_lm: {dim: 64, num_layers: 2, num_heads: 5, n_q: 4, card: 2048}", "not divisible"),
+    ("transformer_lm: {dim: 65536, num_layers: 4800, num_heads: 8, n_q: 4, card: 2048}", "refusing to build it"),
+])
+def test_audiocraft_configs_are_checked_before_anything_is_built(tmp_path, xp_cfg, message):
+    """Item 10: an audiocraft state_dict.bin whose xp.cfg holds a python tag, lacks transformer_lm,
+    or describes an impossible or enormous decoder: one line, nothing run, nothing built."""
+    import torch
+
+    torch.save({"best_state": {}, "xp.cfg": xp_cfg}, tmp_path / "state_dict.bin")
+    with pytest.raises(MusicgenError, match=message):
+        checkpoints.load(str(tmp_path))
