@@ -1,0 +1,47 @@
+"""Reconstruction and score losses for the second codec (musicgen_cli.codec_v2).
+
+- ``SpectralLoss``: at each STFT resolution (512 to 8192 points, hop a quarter window), the L1 distance of
+  log magnitudes plus spectral convergence (relative Frobenius error of the linear magnitudes). The
+  4096-8192-point windows (7.8-3.9 Hz bins) resolve the harmonics of single notes that a mel loss blurs.
+- ``score_loss``: binary cross-entropy between a linear head on the first quantizer level and the
+  composer's piano roll (12 pitch classes, pitched and drum onsets; musicgen_cli.data.score), so the
+  first codebook carries the notes the LM is to learn.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+RESOLUTIONS = (512, 1024, 2048, 4096, 8192)
+
+
+class SpectralLoss(torch.nn.Module):
+    def __init__(self, resolutions=RESOLUTIONS, floor: float = 1e-5):
+        super().__init__()
+        self.resolutions, self.floor = tuple(resolutions), floor
+        for n in self.resolutions:
+            self.register_buffer(f"win{n}", torch.hann_window(n), persistent=False)
+
+    def magnitude(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        x = x.reshape(-1, x.shape[-1])
+        return torch.stft(x, n, n // 4, window=getattr(self, f"win{n}"), return_complex=True).abs()
+
+    def forward(self, ref: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean log-magnitude L1, mean spectral convergence) over the resolutions."""
+        log_l1, conv = 0.0, 0.0
+        for n in self.resolutions:
+            a, b = self.magnitude(ref, n), self.magnitude(out, n)
+            log_l1 = log_l1 + F.l1_loss(torch.log(b + self.floor), torch.log(a + self.floor))
+            conv = conv + torch.linalg.norm(a - b) / (torch.linalg.norm(a) + 1e-8)
+        k = len(self.resolutions)
+        return log_l1 / k, conv / k
+
+
+def score_loss(logits: torch.Tensor, roll: torch.Tensor, onset_weight: float = 4.0) -> torch.Tensor:
+    """logits [B, 14, T] against the roll [B, T, 14] (0/1). Onsets are rare (a few % of frames), so their
+    positive frames weigh ``onset_weight`` times more."""
+    target = roll.transpose(1, 2)
+    weight = torch.ones_like(target)
+    weight[:, 12:] += (onset_weight - 1) * target[:, 12:]
+    return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
