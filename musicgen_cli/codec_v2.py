@@ -5,7 +5,8 @@ multiples of the 50 Hz frame rate. The encoder reads log-magnitude STFTs (4096- 
 hop 640) frame by frame; ConvNeXt blocks run at 50 frames/s; a linear projection gives the latent, which
 is standardised per channel and quantized by a residual VQ (4 x 1024 codes). The decoder (Vocos, Siuzdak
 2024) runs ConvNeXt blocks at 50 frames/s and predicts, per frame, the log-magnitude and the phase of a
-2560-point STFT; an inverse STFT with hop 640 makes the waveform. Plain torch; no transformers.
+2560-point STFT (a frequency per bin, whose phase is integrated over frames);
+an inverse STFT with hop 640 makes the waveform. Plain torch; no transformers.
 
 ``BundledCodec`` answers the part of transformers' ``EncodecModel`` that ``musicgen_cli.codec.Codec`` uses
 (``config.sampling_rate/frame_rate/hop_length``, ``encode(wav).audio_codes``, ``decode(codes, scales)
@@ -172,7 +173,10 @@ class BundledCodec(nn.Module):
                                 kernel=1)  # 2562 spectral bins in: the blocks give the context
         self.latent_norm = LatentNorm(c.latent_dim)
         self.quantizer = ResidualVQ(c.num_codebooks, c.codebook_size, c.latent_dim)
-        self.decoder = Backbone(c.latent_dim, c.dim, c.dec_blocks, 2 * (c.dec_fft // 2 + 1))
+        self.decoder = Backbone(c.latent_dim, c.dim, c.dec_blocks, 3 * (c.dec_fft // 2 + 1))
+        # fixed start phases (not all zero: that would be a click at the first frame)
+        start = torch.rand(c.dec_fft // 2 + 1, generator=torch.Generator().manual_seed(0)) * 2 * torch.pi
+        self.register_buffer("start_phase", start)
         self.aux_head = nn.Linear(c.latent_dim, c.aux_outputs)  # training only; kept so tests can probe it
 
     def features(self, wav: torch.Tensor) -> torch.Tensor:
@@ -185,10 +189,18 @@ class BundledCodec(nn.Module):
         return self.latent_norm(self.encoder(self.features(wav)))
 
     def synthesize(self, q: torch.Tensor, samples: int | None = None) -> torch.Tensor:
-        """Quantized latents [B, D, T] -> waveform [B, 1, T * hop] (or ``samples``)."""
+        """Quantized latents [B, D, T] -> waveform [B, 1, T * hop] (or ``samples``).
+
+        Per frame and bin the decoder gives a log magnitude, a frequency deviation (within +-2 bins) and a
+        phase offset (within +-pi). The phase is the running sum of each bin's advance at its own frequency,
+        as in a phase vocoder, plus the offset: a held note comes out as one continuous sinusoid. (Phases
+        predicted frame by frame from frames that do not change repeat every hop: a comb at the frame rate.)
+        """
         c = self.config
-        x = self.decoder(q)
-        logmag, phase = x.float().chunk(2, dim=1)
+        logmag, dev, offset = self.decoder(q).float().chunk(3, dim=1)
+        bins = torch.arange(c.dec_fft // 2 + 1, device=q.device, dtype=torch.float32)[:, None]
+        advance = 2 * torch.pi * c.hop_length / c.dec_fft * (bins + 2 * torch.tanh(dev))
+        phase = torch.cumsum(advance, dim=-1) + self.start_phase[:, None] + torch.pi * torch.tanh(offset)
         spec = torch.exp(logmag.clamp(max=8.0)) * torch.exp(1j * phase)
         spec = torch.cat([spec, spec[..., -1:]], dim=-1)  # T + 1 centred frames cover T * hop samples
         length = samples or q.shape[-1] * c.hop_length

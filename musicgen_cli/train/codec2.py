@@ -149,9 +149,9 @@ def export(out: str | Path, data: str | Path, folder: str | Path, half: bool = F
     """Calibrate the latent statistics on ``data`` and write the runtime folder (config.json, codec.pt)."""
     model, step = load_run(out)
     audio, rolls = load_pieces(data, limit)
-    rng = np.random.default_rng(0)
+    rng, frames = np.random.default_rng(0), min(250, min(len(r) for r in rolls))
     with torch.no_grad():
         model.latent_norm.calibrate(lambda w: model.encoder(model.features(w)),
-                                    (crops(audio, rolls, 8, 250, rng)[0] for _ in range(16)))
+                                    (crops(audio, rolls, 8, frames, rng)[0] for _ in range(16)))
     print(f"exporting step {step}", flush=True)
     return model.save(folder, half=half)
