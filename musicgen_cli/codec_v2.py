@@ -174,6 +174,9 @@ class BundledCodec(nn.Module):
         self.latent_norm = LatentNorm(c.latent_dim)
         self.quantizer = ResidualVQ(c.num_codebooks, c.codebook_size, c.latent_dim)
         self.decoder = Backbone(c.latent_dim, c.dim, c.dec_blocks, 3 * (c.dec_fft // 2 + 1))
+        with torch.no_grad():  # start from coherent phases: every bin at its own centre frequency
+            self.decoder.out.weight[c.dec_fft // 2 + 1 :].zero_()
+            self.decoder.out.bias[c.dec_fft // 2 + 1 :].zero_()
         # fixed start phases (not all zero: that would be a click at the first frame)
         start = torch.rand(c.dec_fft // 2 + 1, generator=torch.Generator().manual_seed(0)) * 2 * torch.pi
         self.register_buffer("start_phase", start)
