@@ -3,7 +3,7 @@
 Nothing in it upsamples with learned (transposed) convolutions, the source of the first codec's comb at
 multiples of the 50 Hz frame rate. The encoder reads log-magnitude STFTs (4096- and 1024-point windows,
 hop 640) frame by frame; ConvNeXt blocks run at 50 frames/s; a linear projection gives the latent, which
-is standardised per channel and quantized by a residual VQ (4 x 1024 codes). The decoder (Vocos, Siuzdak
+is standardised per frame (a layer norm) and quantized by a residual VQ (4 x 1024 codes). The decoder (Vocos, Siuzdak
 2024) runs ConvNeXt blocks at 50 frames/s and predicts, per frame, the log-magnitude and the phase of a
 2560-point STFT (a frequency per bin, whose phase is integrated over frames);
 an inverse STFT with hop 640 makes the waveform. Plain torch; no transformers.
@@ -91,34 +91,6 @@ def log_spectrogram(wav: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     return torch.log(spec.abs()[..., : wav.shape[-1] // hop] + 1e-5)
 
 
-class LatentNorm(nn.Module):
-    """Per-channel standardisation of latents [B, D, T], so every dimension counts alike in the quantizer's
-    distances. Training uses each batch's own statistics (fixed or lagging ones leave the codebooks behind)
-    and keeps running averages; ``calibrate`` measures the final ones, which inference uses."""
-
-    def __init__(self, dim: int, momentum: float = 0.05):
-        super().__init__()
-        self.momentum = momentum
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("var", torch.ones(dim))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return (z - self.mean[:, None]) / self.var.sqrt()[:, None]
-        with torch.no_grad():
-            mean, var = z.mean(dim=(0, 2)), z.var(dim=(0, 2))
-            self.mean.lerp_(mean, self.momentum)
-            self.var.lerp_(var, self.momentum)
-        return (z - mean[:, None]) / var.sqrt()[:, None]
-
-    @torch.no_grad()
-    def calibrate(self, encoder, batches) -> None:
-        """Statistics of the final encoder over many batches (the averages that inference will use)."""
-        zs = [encoder(wav) for wav in batches]
-        self.mean.copy_(torch.stack([z.mean(dim=(0, 2)) for z in zs]).mean(0))
-        self.var.copy_(torch.stack([((z - self.mean[:, None]) ** 2).mean(dim=(0, 2)) for z in zs]).mean(0))
-
-
 class Codebook(nn.Module):
     """One level of the residual VQ. ``embed`` is all inference needs; the other buffers are the EMA
     statistics that training (musicgen_cli.train.codec.Quantizer) keeps, with EnCodec's names."""
@@ -171,7 +143,6 @@ class BundledCodec(nn.Module):
         self.config = c = config or CodecConfig()
         self.encoder = Backbone(sum(n // 2 + 1 for n in c.enc_ffts), c.dim, c.enc_blocks, c.latent_dim,
                                 kernel=1)  # 2562 spectral bins in: the blocks give the context
-        self.latent_norm = LatentNorm(c.latent_dim)
         self.quantizer = ResidualVQ(c.num_codebooks, c.codebook_size, c.latent_dim)
         self.decoder = Backbone(c.latent_dim, c.dim, c.dec_blocks, 3 * (c.dec_fft // 2 + 1))
         with torch.no_grad():  # start from coherent phases: every bin at its own centre frequency
@@ -188,8 +159,11 @@ class BundledCodec(nn.Module):
         return torch.cat([log_spectrogram(x, n, self.config.hop_length) for n in self.config.enc_ffts], dim=1)
 
     def latents(self, wav: torch.Tensor) -> torch.Tensor:
-        """Standardised latents before quantization: [B, latent_dim, S // hop]."""
-        return self.latent_norm(self.encoder(self.features(wav)))
+        """Latents before quantization, each frame standardised over its channels: [B, latent_dim, S // hop].
+        (Per-frame, so training and inference see the same thing; per-channel statistics from batches
+        lagged behind the encoder and made inference's codes differ from training's.)"""
+        z = self.encoder(self.features(wav))
+        return F.layer_norm(z.transpose(1, 2), (z.shape[1],)).transpose(1, 2)
 
     def synthesize(self, q: torch.Tensor, samples: int | None = None) -> torch.Tensor:
         """Quantized latents [B, D, T] -> waveform [B, 1, T * hop] (or ``samples``).

@@ -130,5 +130,5 @@ def test_training_runs_resumes_on_its_planned_schedule_and_exports(tmp_path, mon
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 6 and len(log[-1]["distinct_codes"]) == 4
     assert codec2.learning_rate(3, 6, 1.0) == codec2.learning_rate(3, 6, 1.0) > codec2.learning_rate(5, 6, 1.0)
-    folder = codec2.export(run, data, tmp_path / "codec")
+    folder = codec2.export(run, tmp_path / "codec")
     assert BundledCodec.load(folder).encode(torch.zeros(1, 1, 6400)).audio_codes.shape == (1, 1, 4, 10)

@@ -65,13 +65,12 @@ def codec2(data: str = typer.Argument(..., help="a dataset folder"),
 
 @app.command()
 def export_codec2(run: str = typer.Argument(..., help="a codec2 run folder"),
-                  data: str = typer.Argument(..., help="a dataset folder for the latent statistics"),
                   folder: str = typer.Argument(..., help="where config.json and codec.pt go"),
                   half: bool = typer.Option(True, help="store float16 weights")):
     """Write the second codec's runtime folder from a run's latest checkpoint."""
     from . import codec2 as stage
 
-    print(stage.export(run, data, folder, half=half))
+    print(stage.export(run, folder, half=half))
 
 
 @app.command()

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..codec_v2 import LatentNorm as _LatentNorm
 from ..data import dataset as ds
 from .common import Checkpointer, log_line
 
@@ -43,10 +42,34 @@ def codec_config(num_filters: int = 16, codebook_size: int = 1024, codebook_dim:
                          use_conv_shortcut=False, chunk_length_s=None, overlap=None)
 
 
-class LatentNorm(_LatentNorm):
-    """The runtime codec's per-channel standardisation (musicgen_cli.codec_v2.LatentNorm), plus ``fold``, which
-    writes the final statistics into EnCodec's last encoder convolution, so the saved model is a plain
-    EncodecModel."""
+class LatentNorm(torch.nn.Module):
+    """Per-channel standardisation of the encoder's output, so that every latent dimension counts alike in
+    the quantizer's Euclidean distances. Training uses each batch's own statistics (the encoder's raw
+    output is tiny next to Adam's steps, so any fixed or lagging statistics leave the codebook behind)
+    and keeps running averages; ``calibrate`` measures the final statistics, and ``fold`` writes them into
+    the encoder's last convolution, so the saved model is a plain EncodecModel."""
+
+    def __init__(self, dim: int, momentum: float = 0.05):
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return (z - self.mean[:, None]) / self.var.sqrt()[:, None]
+        with torch.no_grad():
+            mean, var = z.mean(dim=(0, 2)), z.var(dim=(0, 2))
+            self.mean.lerp_(mean, self.momentum)
+            self.var.lerp_(var, self.momentum)
+        return (z - mean[:, None]) / var.sqrt()[:, None]
+
+    @torch.no_grad()
+    def calibrate(self, encoder, batches) -> None:
+        """Statistics of the final encoder over many batches (the averages that inference will use)."""
+        zs = [encoder(wav) for wav in batches]
+        self.mean.copy_(torch.stack([z.mean(dim=(0, 2)) for z in zs]).mean(0))
+        self.var.copy_(torch.stack([((z - self.mean[:, None]) ** 2).mean(dim=(0, 2)) for z in zs]).mean(0))
 
     @torch.no_grad()
     def fold(self, model) -> None:

@@ -5,7 +5,7 @@ A run lives in one folder: ``run.json`` (the plan: total steps, batch, learning 
 by the first call), ``checkpoint.pt`` (model, optimizer, step; every ``save_every`` steps), ``log.jsonl``.
 The learning-rate schedule (linear warm-up, cosine to zero) depends only on the planned total, so a run
 resumed by any later call, with ``stop_at`` anywhere, follows the same curve. ``export`` writes the
-runtime folder (config.json + codec.pt) with calibrated latent statistics.
+runtime folder (config.json + codec.pt).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def train(data: str | Path, out: str | Path, total_steps: int, stop_at: int | No
 
 
 def load_run(out: str | Path) -> tuple[BundledCodec, int]:
-    """The run's latest checkpoint as an eval-mode codec (running latent statistics) and its step."""
+    """The run's latest checkpoint as an eval-mode codec, and its step."""
     out = Path(out)
     model = build(json.loads((out / "run.json").read_text()))
     state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
@@ -145,13 +145,8 @@ def load_run(out: str | Path) -> tuple[BundledCodec, int]:
     return model.eval(), int(state["step"])
 
 
-def export(out: str | Path, data: str | Path, folder: str | Path, half: bool = False, limit: int = 64) -> Path:
-    """Calibrate the latent statistics on ``data`` and write the runtime folder (config.json, codec.pt)."""
+def export(out: str | Path, folder: str | Path, half: bool = False) -> Path:
+    """Write the runtime folder (config.json, codec.pt) from the run's latest checkpoint."""
     model, step = load_run(out)
-    audio, rolls = load_pieces(data, limit)
-    rng, frames = np.random.default_rng(0), min(250, min(len(r) for r in rolls))
-    with torch.no_grad():
-        model.latent_norm.calibrate(lambda w: model.encoder(model.features(w)),
-                                    (crops(audio, rolls, 8, frames, rng)[0] for _ in range(16)))
     print(f"exporting step {step}", flush=True)
     return model.save(folder, half=half)
