@@ -132,3 +132,14 @@ def test_training_runs_resumes_on_its_planned_schedule_and_exports(tmp_path, mon
     assert codec2.learning_rate(3, 6, 1.0) == codec2.learning_rate(3, 6, 1.0) > codec2.learning_rate(5, 6, 1.0)
     folder = codec2.export(run, tmp_path / "codec")
     assert BundledCodec.load(folder).encode(torch.zeros(1, 1, 6400)).audio_codes.shape == (1, 1, 4, 10)
+
+
+def test_first_level_probe_scores_the_score_head_against_the_roll():
+    from musicgen_cli.evaluate.codec_report import first_level_probe
+
+    mix = plain_synth(compose(1_000_003, 2.0))
+    model = seeded_codec()
+    with torch.no_grad():
+        model.aux_head.bias.fill_(10.0)  # says "everything sounds, always": F1 = 2p / (1 + p)
+    result = first_level_probe(model, [(mix, None, 0, "major", 1_000_003)])
+    assert 0.0 < result["pitch_class_f1"] < 1.0 and 0.0 < result["onset_f1"] < 1.0

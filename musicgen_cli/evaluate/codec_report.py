@@ -6,7 +6,8 @@ would (musicgen_cli.evaluate.listening), against chance (another piece) and agai
 
 Per piece: key of the reconstruction (features.key) against the composer's key, one-hot chroma agreement
 and onset-envelope correlation with the original, comb share, DC offset, mel distance. The same for the
-piece's notes played by a plain sine synth (music unlike the soundfont renders). Writes report.json and
+piece's notes played by a plain sine synth (music unlike the soundfont renders). For a training run, also
+how well codebook 0 alone names the notes (the score head's F1 against the composer's roll). Writes report.json and
 spectrogram PNGs (original above, reconstruction below, 0-4 kHz) into --out.
 """
 
@@ -77,6 +78,30 @@ def codec_function(model):
     return run
 
 
+def first_level_probe(model, data) -> dict:
+    """F1 of the training score head reading codebook 0 alone (its codes' vectors) against the composer's
+    roll: pitch classes (columns 0-11) and onsets (12-13, within +-1 frame). Only a training run has the head."""
+    from ..data.score import roll_of_seed
+
+    tp, fp, fn = np.zeros(2), np.zeros(2), np.zeros(2)
+    for mix, _, _, _, seed in data:
+        wav = torch.from_numpy(mix[: len(mix) // 640 * 640])[None, None]
+        with torch.no_grad():
+            codes = model.encode(wav).audio_codes[0, :, 0]  # [B, T]
+            first = model.quantizer.books[0].embed[codes]  # [B, T, D]
+            guess = (model.aux_head(first)[0] > 0).numpy()
+        truth = roll_of_seed(seed, len(mix) / ds.SAMPLE_RATE, guess.shape[0]) > 0
+        near = truth.copy()  # an onset one frame early or late still counts
+        near[1:, 12:] |= truth[:-1, 12:]
+        near[:-1, 12:] |= truth[1:, 12:]
+        for i, cols in enumerate((slice(0, 12), slice(12, 14))):
+            tp[i] += (guess[:, cols] & near[:, cols]).sum()
+            fp[i] += (guess[:, cols] & ~near[:, cols]).sum()
+            fn[i] += (~guess[:, cols] & truth[:, cols]).sum()
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    return {"pitch_class_f1": float(f1[0]), "onset_f1": float(f1[1])}
+
+
 def heldout_pieces(folder: str | Path, count: int, seconds: float):
     """(rendered mix, synth version, tonic, mode, seed) of the first ``count`` held-out pieces."""
     n = int(seconds * ds.SAMPLE_RATE)
@@ -89,7 +114,7 @@ def heldout_pieces(folder: str | Path, count: int, seconds: float):
 
 
 def report(codec, folder: str | Path, out: str | Path, count: int = 12, seconds: float = 10.0,
-           pictures: int = 3) -> dict:
+           pictures: int = 3, probe_model=None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = list(heldout_pieces(folder, count, seconds))
@@ -100,6 +125,8 @@ def report(codec, folder: str | Path, out: str | Path, count: int = 12, seconds:
             rows = [ls.spectrogram_image(audio), ls.spectrogram_image(codec(audio))]
             ls.write_png(out / f"{name}-{seed}.png", rows)
     result = {"renders": renders, "synth": synth, "gate": gate(renders), "synth_gate": gate(synth)}
+    if probe_model is not None:
+        result["codebook0_probe"] = first_level_probe(probe_model, data)
     (out / "report.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
 
@@ -124,7 +151,8 @@ def main() -> None:
         from ..codec_v2 import BundledCodec
 
         model, step = BundledCodec.load(args.codec), None
-    result = report(codec_function(model), args.heldout, args.out, args.count, args.seconds)
+    result = report(codec_function(model), args.heldout, args.out, args.count, args.seconds,
+                    probe_model=model if args.run else None)
     result["step"] = step
     (Path(args.out) / "report.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
