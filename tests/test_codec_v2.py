@@ -143,3 +143,12 @@ def test_first_level_probe_scores_the_score_head_against_the_roll():
         model.aux_head.bias.fill_(10.0)  # says "everything sounds, always": F1 = 2p / (1 + p)
     result = first_level_probe(model, [(mix, None, 0, "major", 1_000_003)])
     assert 0.0 < result["pitch_class_f1"] < 1.0 and 0.0 < result["onset_f1"] < 1.0
+
+
+def test_semitone_loss_hears_a_semitone_in_the_bass():
+    loss = SpectralLoss()
+    low = sine(55.0, 2.0)  # A1: a semitone is 3.3 Hz here, less than an 8192-point bin
+    assert float(loss.semitones(low, low)) < 1e-6
+    assert float(loss.semitones(low, sine(58.27, 2.0))) > 3 * float(loss.semitones(low, sine(55.0, 2.0, 0.11)))
+    bank = loss.bank
+    assert bank.shape == (4097, 80) and torch.allclose(bank.sum(1).max(), torch.tensor(1.0))

@@ -87,8 +87,10 @@ def step_losses(model: BundledCodec, quantizer: Quantizer, spectral: SpectralLos
         q, codes, commit, first = latents, None, torch.zeros(()), latents
     rec = model.synthesize(q, wav.shape[-1])
     log_l1, conv = spectral(wav, rec)
+    semitones = spectral.semitones(wav, rec)
     score = score_loss(model.aux_head(first.transpose(1, 2)).transpose(1, 2), roll)
-    return {"log_stft": log_l1, "convergence": conv, "commit": commit, "score": score}, codes, rec
+    return {"log_stft": log_l1, "convergence": conv, "semitones": semitones, "commit": commit,
+            "score": score}, codes, rec
 
 
 def train(data: str | Path, out: str | Path, total_steps: int, stop_at: int | None = None, batch: int = 8,
@@ -117,7 +119,7 @@ def train(data: str | Path, out: str | Path, total_steps: int, stop_at: int | No
     while step < end:
         wav, roll = (t.to(device) for t in crops(audio, rolls, run["batch"], frames, rng))
         losses, codes, _ = step_losses(model, quantizer, spectral, wav, roll, quantize=step >= WARMUP_AE)
-        loss = (losses["log_stft"] + losses["convergence"] + 0.25 * losses["commit"]
+        loss = (losses["log_stft"] + losses["convergence"] + losses["semitones"] + 0.25 * losses["commit"]
                 + run["score_weight"] * losses["score"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
