@@ -152,3 +152,14 @@ def test_semitone_loss_hears_a_semitone_in_the_bass():
     assert float(loss.semitones(low, sine(58.27, 2.0))) > 3 * float(loss.semitones(low, sine(55.0, 2.0, 0.11)))
     bank = loss.bank
     assert bank.shape == (4097, 80) and torch.allclose(bank.sum(1).max(), torch.tensor(1.0))
+
+
+def test_flux_loss_sees_flickering_noise_more_than_a_steady_level_change():
+    from musicgen_cli.train.codec import MelLoss
+    from musicgen_cli.train.losses import flux_loss
+
+    mel = MelLoss(scales=(1024,))
+    a = sine(440.0)
+    noisy = a + 0.003 * torch.randn_like(a)
+    assert float(flux_loss(mel, a, a)) < 1e-6
+    assert float(flux_loss(mel, a, noisy)) > 3 * float(flux_loss(mel, a, a * 0.5))

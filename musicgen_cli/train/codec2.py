@@ -22,9 +22,9 @@ import torch
 from ..codec_v2 import BundledCodec, CodecConfig
 from ..data import dataset as ds
 from ..data.score import roll_of_seed
-from .codec import Quantizer
+from .codec import MelLoss, Quantizer
 from .common import Checkpointer, log_line
-from .losses import SpectralLoss, score_loss
+from .losses import SpectralLoss, flux_loss, score_loss
 
 WARMUP_AE = 300  # steps of plain autoencoding before the codebooks are seeded from the latents
 WARMUP_LR = 500
@@ -76,7 +76,8 @@ def build(run: dict) -> BundledCodec:
     return BundledCodec(CodecConfig(**run["config"]))
 
 
-def step_losses(model: BundledCodec, quantizer: Quantizer, spectral: SpectralLoss, wav, roll, quantize: bool):
+def step_losses(model: BundledCodec, quantizer: Quantizer, spectral: SpectralLoss, mel: MelLoss, wav, roll,
+                quantize: bool):
     """One forward pass: dict of losses, and the codes (None before the codebooks exist)."""
     latents = model.latents(wav)
     if quantize:
@@ -87,9 +88,9 @@ def step_losses(model: BundledCodec, quantizer: Quantizer, spectral: SpectralLos
         q, codes, commit, first = latents, None, torch.zeros(()), latents
     rec = model.synthesize(q, wav.shape[-1])
     log_l1, conv = spectral(wav, rec)
-    semitones = spectral.semitones(wav, rec)
+    semitones, flux = spectral.semitones(wav, rec), flux_loss(mel, wav, rec)
     score = score_loss(model.aux_head(first.transpose(1, 2)).transpose(1, 2), roll)
-    return {"log_stft": log_l1, "convergence": conv, "semitones": semitones, "commit": commit,
+    return {"log_stft": log_l1, "convergence": conv, "semitones": semitones, "flux": flux, "commit": commit,
             "score": score}, codes, rec
 
 
@@ -112,14 +113,16 @@ def train(data: str | Path, out: str | Path, total_steps: int, stop_at: int | No
     audio, rolls = load_pieces(data, limit)
     rng = np.random.default_rng([run["seed"], step])
     quantizer, spectral = Quantizer(model, model.config.num_codebooks), SpectralLoss().to(device)
+    mel = MelLoss(scales=(1024,)).to(device)
     frames = int(round(run["seconds"] * model.config.frame_rate))
     end = min(stop_at or run["total_steps"], run["total_steps"])
     model.train()
     t0, done = time.time(), 0
     while step < end:
         wav, roll = (t.to(device) for t in crops(audio, rolls, run["batch"], frames, rng))
-        losses, codes, _ = step_losses(model, quantizer, spectral, wav, roll, quantize=step >= WARMUP_AE)
-        loss = (losses["log_stft"] + losses["convergence"] + losses["semitones"] + 0.25 * losses["commit"]
+        losses, codes, _ = step_losses(model, quantizer, spectral, mel, wav, roll, quantize=step >= WARMUP_AE)
+        loss = (losses["log_stft"] + losses["convergence"] + losses["semitones"] + losses["flux"]
+                + 0.25 * losses["commit"]
                 + run["score_weight"] * losses["score"])
         opt.zero_grad(set_to_none=True)
         loss.backward()

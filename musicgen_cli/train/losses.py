@@ -6,6 +6,9 @@
 - ``SpectralLoss.semitones``: the 8192-point magnitudes summed into semitone bands (E1-C8, each FFT bin
   shared linearly between its two nearest semitones), log L1: a constant-Q view in which every semitone
   counts alike, so bass notes (a few FFT bins each) weigh as much as the hundreds of bins above 4 kHz.
+- ``flux_loss``: L1 between the frame-to-frame differences of the two log-mel spectrograms (1024 points,
+  hop 256): the spectral flux that onset detectors read. Noise in a reconstruction's quiet bands flickers
+  from frame to frame and buries the onsets; this loss sees that flicker directly.
 - ``score_loss``: binary cross-entropy between a linear head on the first quantizer level and the
   composer's piano roll (12 pitch classes, pitched and drum onsets; musicgen_cli.data.score), so the
   first codebook carries the notes the LM is to learn.
@@ -58,6 +61,12 @@ class SpectralLoss(torch.nn.Module):
             conv = conv + torch.linalg.norm(a - b) / (torch.linalg.norm(a) + 1e-8)
         k = len(self.resolutions)
         return log_l1 / k, conv / k
+
+
+def flux_loss(mel, ref: torch.Tensor, out: torch.Tensor, n_fft: int = 1024) -> torch.Tensor:
+    """``mel``: a train.codec.MelLoss (its ``mel(x, n)`` is log-mel [B, frames, bands] with hop n // 4)."""
+    a, b = mel.mel(ref, n_fft), mel.mel(out, n_fft)
+    return F.l1_loss(b.diff(dim=1), a.diff(dim=1))
 
 
 def score_loss(logits: torch.Tensor, roll: torch.Tensor, onset_weight: float = 4.0) -> torch.Tensor:
