@@ -163,3 +163,17 @@ def test_flux_loss_sees_flickering_noise_more_than_a_steady_level_change():
     noisy = a + 0.003 * torch.randn_like(a)
     assert float(flux_loss(mel, a, a)) < 1e-6
     assert float(flux_loss(mel, a, noisy)) > 3 * float(flux_loss(mel, a, a * 0.5))
+
+
+def test_the_decoder_cannot_make_a_dc_offset():
+    from musicgen_cli.evaluate.listening import dc_offset
+
+    model = BundledCodec(TINY).eval()
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.zero_()
+        model.decoder.out.bias[:641] = -20.0
+        model.decoder.out.bias[0] = 5.0  # all the energy asked of the lowest bin
+        model.decoder.out.bias[40] = 0.0
+        wav = model.synthesize(torch.zeros(1, 8, 100))[0, 0].numpy()
+    assert dc_offset(wav) < 0.01
