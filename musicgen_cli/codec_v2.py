@@ -179,7 +179,7 @@ class BundledCodec(nn.Module):
         advance = 2 * torch.pi * c.hop_length / c.dec_fft * (bins + 2 * torch.tanh(dev))
         phase = torch.cumsum(advance, dim=-1) + self.start_phase[:, None] + torch.pi * torch.tanh(offset)
         spec = torch.exp(logmag.clamp(max=8.0)) * torch.exp(1j * phase)
-        spec = torch.cat([torch.zeros_like(spec[:, :1]), spec[:, 1:]], dim=1)  # no 0-12.5 Hz bin: no DC offset
+        spec = torch.cat([torch.zeros_like(spec[:, :2]), spec[:, 2:]], dim=1)  # nothing below 25 Hz: no DC offset
         spec = torch.cat([spec, spec[..., -1:]], dim=-1)  # T + 1 centred frames cover T * hop samples
         length = samples or q.shape[-1] * c.hop_length
         wav = torch.istft(spec, c.dec_fft, c.hop_length, window=torch.hann_window(c.dec_fft, device=q.device),
