@@ -1,4 +1,4 @@
-"""``python -m musicgen_cli.train dataset|codec|lm|export``: the stages that produce the bundled model."""
+"""``python -m musicgen_cli.train dataset|codec|codec2|export-codec2|tokens|lm|export``: the stages that produce the bundled model."""
 
 from __future__ import annotations
 
@@ -45,6 +45,32 @@ def codec(data: str = typer.Argument(..., help="a dataset folder"),
 
     print(stage.train(data, out, steps, batch, seconds, lr, num_filters=num_filters, codebook_size=codebook_size,
                       save_every=save_every, threads=threads or None, device=_device(device)))
+
+
+@app.command()
+def codec2(data: str = typer.Argument(..., help="a dataset folder"),
+           out: str = typer.Argument(..., help="the run folder: run.json, checkpoint.pt, log.jsonl"),
+           total_steps: int = typer.Option(30000, help="the planned total; fixed by the run's first call"),
+           stop_at: int = typer.Option(0, help="stop at this step (0: the planned total)"),
+           batch: int = typer.Option(8), seconds: float = typer.Option(1.28), lr: float = typer.Option(6e-4),
+           score_weight: float = typer.Option(1.0, help="weight of the piano-roll loss on codebook 0"),
+           save_every: int = typer.Option(200), threads: int = typer.Option(1, help="torch threads (0: default)"),
+           device: str = typer.Option("cpu", help="cpu, cuda or auto")):
+    """Train (or resume) the second codec (STFT/ConvNeXt/inverse STFT, musicgen_cli.codec_v2)."""
+    from . import codec2 as stage
+
+    print(stage.train(data, out, total_steps, stop_at or None, batch, seconds, lr, score_weight=score_weight,
+                      save_every=save_every, threads=threads or None, device=_device(device)))
+
+
+@app.command()
+def export_codec2(run: str = typer.Argument(..., help="a codec2 run folder"),
+                  folder: str = typer.Argument(..., help="where config.json and codec.pt go"),
+                  half: bool = typer.Option(True, help="store float16 weights")):
+    """Write the second codec's runtime folder from a run's latest checkpoint."""
+    from . import codec2 as stage
+
+    print(stage.export(run, folder, half=half))
 
 
 @app.command()

@@ -84,8 +84,10 @@ class LatentNorm(torch.nn.Module):
 class Quantizer:
     """Residual VQ over EnCodec's codebooks: straight-through in the forward pass, EMA updates in training."""
 
-    def __init__(self, model):
-        self.books = [layer.codebook for layer in model.quantizer.layers[: model.config.num_quantizers]]
+    def __init__(self, model, levels: int | None = None):
+        """Codebooks ``model.quantizer.layers[i].codebook`` (EnCodec's layout, also codec_v2's)."""
+        levels = levels or model.config.num_quantizers
+        self.books = [layer.codebook for layer in model.quantizer.layers[:levels]]
 
     def __call__(self, latents: torch.Tensor, update: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """latents [B, D, T] -> (quantized with straight-through gradient, codes [K, B, T], commitment loss)."""
