@@ -9,8 +9,8 @@ is standardised per frame (a layer norm) and quantized by a residual VQ (4 x 102
 an inverse STFT with hop 640 makes the waveform. Plain torch; no transformers.
 
 ``BundledCodec`` answers the part of transformers' ``EncodecModel`` that ``musicgen_cli.codec.Codec`` uses
-(``config.sampling_rate/frame_rate/hop_length``, ``encode(wav).audio_codes``, ``decode(codes, scales)
-.audio_values``), so it can stand in for it. ``save``/``load`` use a folder with ``config.json`` and
+(``sampling_rate``, ``frame_rate``, ``hop_length``, ``num_codebooks``, ``encode(wav) -> codes [B, K, T]``,
+``decode(codes) -> wav``: the face of our EnCodec), so it can stand in for it. ``save``/``load`` use a folder with ``config.json`` and
 ``codec.pt`` (tensors only, loaded with ``weights_only=True``).
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -186,16 +185,30 @@ class BundledCodec(nn.Module):
                           center=True, length=length)
         return wav[:, None]
 
-    # --- the EncodecModel-like face used by musicgen_cli.codec.Codec ---------------------------------
-    def encode(self, wav: torch.Tensor, *_, **__) -> SimpleNamespace:
-        """[B, 1, S] -> .audio_codes [1, B, K, S // hop] (whole frames; a partial last frame is dropped)."""
-        codes = self.quantizer.encode(self.latents(wav), self.config.num_codebooks)
-        return SimpleNamespace(audio_codes=codes.permute(1, 0, 2)[None], audio_scales=[None])
+    # --- the face musicgen_cli.codec.Codec uses (the same as our EnCodec's) ---------------------------
+    @property
+    def sampling_rate(self) -> int:
+        return self.config.sampling_rate
 
-    def decode(self, audio_codes: torch.Tensor, audio_scales=None, *_, **__) -> SimpleNamespace:
-        """.audio_codes [1, B, K, T] -> .audio_values [B, 1, T * hop]."""
-        q = self.quantizer.decode(audio_codes[0].permute(1, 0, 2).long())
-        return SimpleNamespace(audio_values=self.synthesize(q))
+    @property
+    def frame_rate(self) -> float:
+        return self.config.frame_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.config.num_codebooks
+
+    def encode(self, wav: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
+        """[B, 1, S] -> codes [B, K, S // hop] (whole frames; a partial last frame is dropped)."""
+        return self.quantizer.encode(self.latents(wav), num_codebooks or self.config.num_codebooks).transpose(0, 1)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, K, T] -> waveform [B, 1, T * hop]."""
+        return self.synthesize(self.quantizer.decode(codes.long().transpose(0, 1)))
 
     def save(self, folder: str | Path, half: bool = False) -> Path:
         """config.json + codec.pt (inference tensors only: no EMA statistics, no score head)."""

@@ -72,8 +72,8 @@ def codec_function(model):
         wav = torch.zeros(1, 1, n)
         wav[0, 0, : len(audio)] = torch.from_numpy(np.asarray(audio, np.float32))
         with torch.no_grad():
-            codes = model.encode(wav).audio_codes
-            return model.decode(codes).audio_values[0, 0, : len(audio)].numpy()
+            codes = model.encode(wav)
+            return model.decode(codes)[0, 0, : len(audio)].numpy()
 
     return run
 
@@ -87,7 +87,7 @@ def first_level_probe(model, data) -> dict:
     for mix, _, _, _, seed in data:
         wav = torch.from_numpy(mix[: len(mix) // 640 * 640])[None, None]
         with torch.no_grad():
-            codes = model.encode(wav).audio_codes[0, :, 0]  # [B, T]
+            codes = model.encode(wav)[:, 0]  # [B, T]
             first = model.quantizer.books[0].embed[codes]  # [B, T, D]
             guess = (model.aux_head(first)[0] > 0).numpy()
         truth = roll_of_seed(seed, len(mix) / ds.SAMPLE_RATE, guess.shape[0]) > 0
