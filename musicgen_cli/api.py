@@ -17,6 +17,7 @@ from .audio import is_silent, remove_dc
 from .codec import Codec
 from .conditioning import TextConditioner, with_unconditional
 from .errors import MusicgenError
+from .files import one_line
 from .generation import Progress, generate_codes
 from .lm import MusicGenLM
 from .native.backends import Backend, BackendError, resolve
@@ -59,8 +60,7 @@ class MusicGen:
         try:
             self.lm.load_state_dict(checkpoint.lm_state, strict=True, assign=True)
         except RuntimeError as e:
-            detail = " ".join(str(e).split())[:200]
-            raise MusicgenError(f"the checkpoint's decoder weights do not match its config: {detail}") from e
+            raise MusicgenError(f"the checkpoint's decoder weights do not match its config: {one_line(e, 200)}") from e
         self.lm.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
         self.text = TextConditioner(checkpoint.tokenizer, checkpoint.text_encoder.to(device))
         self.codec = Codec(checkpoint.codec.to(device), checkpoint.lm_config.channels)

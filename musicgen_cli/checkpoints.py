@@ -20,6 +20,7 @@ import yaml
 from . import hub, registry
 from .encodec import EnCodec
 from .errors import MusicgenError
+from .files import one_line
 from .lm import LMConfig
 from .t5 import T5Encoder
 from .tokenizer import T5Tokenizer
@@ -155,7 +156,7 @@ def _index_files(index: Path) -> list[str]:
         if not all(isinstance(f, str) for f in files):
             raise TypeError("a file name is not a string")
     except (ValueError, OSError, KeyError, TypeError, AttributeError) as e:
-        raise MusicgenError(f"{index} is not a valid weights index ({' '.join(str(e).split())[:100]})") from e
+        raise MusicgenError(f"{index} is not a valid weights index ({one_line(e, 100)})") from e
     folder = index.parent.resolve()
     for name in files:
         if Path(name).is_absolute() or (folder / name).resolve().parent != folder:
@@ -176,13 +177,12 @@ def _build_module(cls, config: dict, state: dict, what: str) -> torch.nn.Module:
             module = cls(cfg)
     except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as e:
         raise MusicgenError(f"the checkpoint's {what} config is malformed ({type(e).__name__}: "
-                            f"{' '.join(str(e).split())[:120]})") from e
+                            f"{one_line(e, 120)})") from e
     state = {k: v.float() if v.is_floating_point() else v for k, v in cls.hf_state(state).items()}
     try:
         missing, unexpected = module.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as e:  # a tensor of the wrong shape
-        detail = " ".join(str(e).split())[:200]
-        raise MusicgenError(f"the checkpoint's {what} weights do not match its config: {detail}") from e
+        raise MusicgenError(f"the checkpoint's {what} weights do not match its config: {one_line(e, 200)}") from e
     if missing or unexpected:
         problem = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
         raise MusicgenError(f"the checkpoint's {what} weights do not match its config ({problem})")
@@ -357,7 +357,7 @@ def _load_audiocraft(folder: Path, name: str) -> Checkpoint:
         cfg = yaml.safe_load(cfg) if isinstance(cfg, str) else cfg
     except yaml.YAMLError as e:  # a python/object tag among them: safe_load refuses to build it
         raise MusicgenError(f"{folder / 'state_dict.bin'}: its xp.cfg is not plain YAML "
-                            f"({' '.join(str(e).split())[:120]})") from e
+                            f"({one_line(e, 120)})") from e
     lm_cfg = cfg.get("transformer_lm") if isinstance(cfg, dict) else None
     if not isinstance(lm_cfg, dict):
         raise MusicgenError(f"{folder / 'state_dict.bin'}: its xp.cfg has no transformer_lm section")

@@ -34,8 +34,9 @@ LEGACY_TEMP = re.compile(r"^\.[^/]+\.[a-z0-9_]{8}\.(wav|flac|ogg|mp3)$")  # what
 STALE_SECONDS = 3600.0
 
 
-def one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
+def one_line(error: BaseException, limit: int | None = None) -> str:
+    """An error's message on one line, cut to `limit` characters if given."""
+    return " ".join(str(error).split())[:limit]
 
 
 def check_output_path(path, force: bool) -> Path:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from .errors import MusicgenError
+from .files import one_line
 from .registry import suggestion
 
 CONFIGS = ["config.json", "generation_config.json", "preprocessor_config.json", "tokenizer.json",
@@ -85,14 +86,11 @@ def download(repo: str) -> Path:
     except (hf.RepositoryNotFoundError, hf.GatedRepoError) as e:
         raise MusicgenError(f"no model '{repo}' on the Hugging Face hub{suggestion(repo)}") from e
     except hf.HfHubHTTPError as e:
-        raise MusicgenError(f"the Hugging Face hub refused '{repo}': {_one_line(e)}") from e
+        raise MusicgenError(f"the Hugging Face hub refused '{repo}': {one_line(e, 160) or type(e).__name__}") from e
     except MusicgenError:
         raise
     except Exception as e:  # no network (httpx's connect errors, timeouts) or a download cut short
-        raise MusicgenError(f"cannot download '{repo}' from the Hugging Face hub ({_one_line(e)}); "
+        raise MusicgenError(f"cannot download '{repo}' from the Hugging Face hub ({one_line(e, 160) or type(e).__name__}); "
                             "run the command again to retry, or use --model bundled") from e
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 160 else text[:157] + "..."

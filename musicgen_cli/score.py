@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MusicgenError
+from .files import one_line
 
 FRAME_RATE = 32000 / 4096  # chroma frames a second (chroma.SAMPLE_RATE / chroma.HOP), 7.8125
 NOTE_NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -69,7 +70,7 @@ def midi_notes(path: Path, track: str | None = None) -> list[tuple[float, float,
     try:
         midi = mido.MidiFile(str(path))
     except (OSError, ValueError, EOFError, KeyError, IndexError) as e:
-        raise MusicgenError(f"could not read {path} as a MIDI file ({' '.join(str(e).split())})") from e
+        raise MusicgenError(f"could not read {path} as a MIDI file ({one_line(e)})") from e
     names = [t.name.strip() for t in midi.tracks]
     if track is not None:
         chosen = [i for i, n in enumerate(names) if n.lower() == track.lower() or str(i) == track]

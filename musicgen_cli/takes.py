@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from .errors import MusicgenError
-from .files import sidecar_path
+from .files import one_line, sidecar_path
 
 # What a take's sidecar gives a new run, by the option's parameter name: `generate --again`
 # everything; `continue` the voice of the take (a new seed and length, and no normalisation, so that
@@ -29,7 +29,7 @@ def read(path: Path) -> dict:
     try:
         take = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise MusicgenError(f"{side} is not a musicgen sidecar ({' '.join(str(e).split())})") from e
+        raise MusicgenError(f"{side} is not a musicgen sidecar ({one_line(e)})") from e
     if not isinstance(take, dict) or not {"model", "seed", "musicgen_version"} <= take.keys():
         raise MusicgenError(f"{side} is not a musicgen sidecar (no model, seed or version in it)")
     return take
