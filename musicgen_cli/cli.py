@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from . import __version__, files, inputs, interrupts, jobs, registry
 from .errors import MusicgenError
@@ -28,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     help="Generate music from text with MusicGen-compatible models, on your own machine.",
 )
-err = Console(stderr=True)
+err = jobs.err  # one console on stderr for the progress bar and every line
 
 
 def load_model(model: Optional[str], device: str, backend: str, dtype: str, offline: bool, melody: bool = False):
@@ -117,7 +116,7 @@ def generate(
         options = dataclasses.replace(job.options, seed=(job.options.seed + n) % (MAX_SEED + 1))  # batch 0: the seed given
         chunk = [prompts[i] for i in rows]
         codes = with_progress(mg, frames, lambda progress: mg.generate_codes(chunk, made, options, stride, progress))
-        wav = loops.fit_length(mg.decode(codes).numpy(), seconds, mg.sample_rate, loop) if bars or loop else mg.decode(codes)
+        wav = decoded(mg, codes, seconds, bars, loop)
         per_output = [{"prompt": prompts[i], "batch": chunk, "batch_index": i - rows[0], "batch_number": n,
                        "batch_seed": options.seed, "frames": frames} for i in rows]
         outs = [job.paths[i] for i in rows] if row is None else job.paths
@@ -127,6 +126,14 @@ def generate(
 
 
 GENERATE_PARAMS = set(inspect.signature(generate).parameters)
+
+
+def decoded(mg, codes, seconds: float, bars, loop: bool) -> list:
+    """The waveforms of `codes`; with whole bars or a loop, cut to exactly `seconds` (and closed)."""
+    from . import loops
+
+    wav = mg.decode(codes).numpy()
+    return loops.fit_length(wav, seconds, mg.sample_rate, loop) if bars or loop else list(wav)
 
 
 @app.command("continue")
@@ -174,10 +181,8 @@ def continue_(
     wav, sr = inputs.read_input(input, output, "there is nothing to continue")
     from . import loops
 
-    if bars is not None and duration is not None:
-        raise MusicgenError("give --duration or --bars, not both")
-    if duration is None:
-        duration = wav.shape[1] / sr + loops.length(None, bars, bpm, meter, default=10.0)
+    if duration is None or bars is not None:  # the bars (or 10 s) added to the input; both given: an error
+        duration = wav.shape[1] / sr + loops.length(duration, bars, bpm, meter, default=10.0)
     check_continuation(wav.shape[1] / sr, duration)
     if wav.shape[0] > 2:
         raise MusicgenError(f"{input} has {wav.shape[0]} channels; continue takes mono or stereo audio")
@@ -256,7 +261,7 @@ def melody(
     start = time.perf_counter()
     codes = with_progress(mg, frames, lambda progress: mg.generate_codes(
         [style], made, job.options, stride, progress, **kwargs))
-    wav = loops.fit_length(mg.decode(codes).numpy(), duration, mg.sample_rate, loop) if bars or loop else mg.decode(codes)
+    wav = decoded(mg, codes, duration, bars, loop)
     jobs.finish(job, mg, [wav[0]], stride, start, [{}], loop)
 
 
@@ -283,15 +288,15 @@ def models() -> None:
     """List the models musicgen knows: published ones (cached or not, and where) and the bundled one."""
     from . import hub
 
-    print(f"{'name':<20} {'hub id':<38} {'decoder':<10} {'window':>6}  {'audio':<6} {'melody':<6} cached")
-    for k in registry.KNOWN.values():
-        folder = hub.cached(k.repo)
-        where = f"yes, {folder}" if folder else "no"
-        print(f"{k.name:<20} {k.repo:<38} {k.decoder:<10} {k.window:>5g}s  {'stereo' if k.stereo else 'mono':<6} "
-              f"{'yes' if k.melody else 'no':<6} {where}")
-    b = registry.bundled()
-    print(f"{b.name:<20} {'(in the package)':<38} {b.decoder:<10} {b.window:>5g}s  {'stereo' if b.stereo else 'mono':<6} "
-          f"{'yes' if b.melody else 'no':<6} {registry.BUNDLED_FOLDER}")
+    def row(name, repo, decoder, window, audio, melody, where) -> None:
+        print(f"{name:<20} {repo:<38} {decoder:<10} {window:>6}  {audio:<6} {melody:<6} {where}")
+
+    row("name", "hub id", "decoder", "window", "audio", "melody", "cached")
+    for k in [*registry.KNOWN.values(), registry.bundled()]:
+        folder = None if k.name == registry.BUNDLED else hub.cached(k.repo)
+        where = registry.BUNDLED_FOLDER if k.name == registry.BUNDLED else f"yes, {folder}" if folder else "no"
+        row(k.name, k.repo or "(in the package)", k.decoder, f"{k.window:g}s", "stereo" if k.stereo else "mono",
+            "yes" if k.melody else "no", where)
 
 
 @app.command()

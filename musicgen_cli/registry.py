@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +45,7 @@ def bundled() -> Known:
     config = json.loads((BUNDLED_FOLDER / "config.json").read_text())
     frames = json.loads((BUNDLED_FOLDER / "generation_config.json").read_text())["max_length"]
     dec, codec = config["decoder"], config["audio_encoder"]
-    hop = 1
-    for ratio in codec["upsampling_ratios"]:
-        hop *= ratio
+    hop = math.prod(codec["upsampling_ratios"])
     return Known(BUNDLED, "", f"{dec['hidden_size']} x {dec['num_hidden_layers']}",
                  stereo=dec.get("audio_channels", 1) == 2, melody=config["model_type"] == "musicgen_melody",
                  window=frames * hop / codec["sampling_rate"])

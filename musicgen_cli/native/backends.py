@@ -115,6 +115,7 @@ class Backend:
             self.fast = FastLM(lm, dtype, release=True)
             self.graphs = cuda.graph_support()  # None (after a warning): FastLM step by step, PyTorch sampling
         self.name = backend
+        self.one_thread = device == "cpu" and step_work(lm) < ONE_THREAD_BELOW
 
     @contextlib.contextmanager
     def threads(self):
@@ -122,13 +123,12 @@ class Backend:
         (ONE_THREAD_BELOW; the bundled model's codec, too, decoded 30 s in 1.4 s on one thread and
         2.3 s on two on a busy machine)."""
         before = torch.get_num_threads()
-        small = self.lm.layer_norm.weight.device.type == "cpu" and step_work(self.lm) < ONE_THREAD_BELOW
-        if small:
+        if self.one_thread:
             torch.set_num_threads(1)
         try:
             yield
         finally:
-            if small:
+            if self.one_thread:
                 torch.set_num_threads(before)
 
     def decoder(self, opts: SamplingOptions) -> Decoder:
