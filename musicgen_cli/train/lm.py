@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import chroma, patterns
+from .. import chroma, codec_v2, patterns
 from ..data import dataset as ds
 from . import text
 from .common import Checkpointer, log_line
@@ -33,16 +33,28 @@ CHROMA_PER_ALIGN = ALIGN * ds.SAMPLE_RATE // FRAME_RATE // chroma.HOP
 P_NO_TEXT, P_NO_MELODY = 0.2, 0.5
 
 
+def codec_config(codec_folder: str | Path) -> dict:
+    return json.loads((Path(codec_folder) / "config.json").read_text())
+
+
+def load_codec(codec_folder: str | Path):
+    """The codec a stage folder holds: the second codec (codec_v2: config.json + codec.pt) or an
+    EnCodec folder (the first codec: Hugging Face layout). Both encode [B, 1, S] -> codes [B, K, T]."""
+    if codec_config(codec_folder).get("model_type") == codec_v2.MODEL_TYPE:
+        return codec_v2.BundledCodec.load(codec_folder)
+    from ..checkpoints import read_codec
+
+    return read_codec(Path(codec_folder))
+
+
 @torch.inference_mode()
 def tokenize(data: str | Path, codec_folder: str | Path, out_file: str | Path) -> Path:
     """Every piece's codes [K, T] (int16), melody chroma [F, 12] (uint8 one-hot) and caption, in one file."""
-    from transformers import EncodecModel
-
-    codec = EncodecModel.from_pretrained(str(codec_folder)).eval()
+    codec = load_codec(codec_folder)
     codes, chromas, captions = [], [], []
     for item in ds.load(data):
         wav = torch.from_numpy(ds.read(item.mix))[None, None]
-        codes.append(codec.encode(wav).audio_codes[0, 0].to(torch.int16))
+        codes.append(codec.encode(wav)[0].to(torch.int16))
         chromas.append(chroma.chroma(torch.from_numpy(ds.read(item.melody))[None])[0].to(torch.uint8))
         captions.append(item.caption)
     out_file = Path(out_file)
@@ -69,7 +81,14 @@ def build_model(codec_folder: str | Path, vocab: int, *, dim: int = 256, layers:
     from transformers import (EncodecConfig, EncodecModel, MusicgenMelodyConfig, MusicgenMelodyDecoderConfig,
                               MusicgenMelodyForConditionalGeneration)
 
-    codec_cfg = EncodecConfig.from_pretrained(str(codec_folder))
+    second = codec_config(codec_folder).get("model_type") == codec_v2.MODEL_TYPE
+    if second:  # transformers' model wants an EnCodec: a tiny stand-in, never run; export puts ours in its place
+        v2 = codec_v2.BundledCodec.load(codec_folder).config
+        codec_cfg = EncodecConfig(codebook_size=v2.codebook_size, sampling_rate=v2.sampling_rate,
+                                  target_bandwidths=[v2.num_codebooks * math.ceil(math.log2(v2.codebook_size)) * 50 / 1000],
+                                  num_filters=2, hidden_size=8, codebook_dim=8, upsampling_ratios=[8, 5, 4, 4])
+    else:
+        codec_cfg = EncodecConfig.from_pretrained(str(codec_folder))
     card = codec_cfg.codebook_size
     decoder = MusicgenMelodyDecoderConfig(**decoder_config_kwargs(
         card=card, layers=layers, dim=dim, heads=heads, ffn=4 * dim, num_codebooks=codec_cfg.num_quantizers,
@@ -78,7 +97,8 @@ def build_model(codec_folder: str | Path, vocab: int, *, dim: int = 256, layers:
                                   audio_encoder=codec_cfg, decoder=decoder, num_chroma=chroma.NUM_CHROMA,
                                   chroma_length=CHROMA_LENGTH)
     model = MusicgenMelodyForConditionalGeneration(config)
-    model.audio_encoder.load_state_dict(EncodecModel.from_pretrained(str(codec_folder)).state_dict())
+    if not second:
+        model.audio_encoder.load_state_dict(EncodecModel.from_pretrained(str(codec_folder)).state_dict())
     return model
 
 
