@@ -136,11 +136,14 @@ def test_lm_stage_trains_exports_and_the_folder_generates(which, request, tiny_d
     assert data["codes"].shape == (3, 4, 600) and data["chroma"].shape == (3, 94, 12)
     assert (data["chroma"].sum(-1) == 1).all()
     out = tmp_path / "lm"
-    lm.train(tokens, codec_folder, out, steps=4, batch=2, vocab_size=60, layers=1, dim=32, save_every=2)
-    first = [json.loads(x)["loss"] for x in (out / "log.jsonl").read_text().splitlines()]
-    assert len(first) == 1 and np.isfinite(first[0])
-    lm.train(tokens, codec_folder, out, steps=6, batch=2, vocab_size=60, layers=1, dim=32, save_every=2)
-    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 6
+    lm.train([tokens], codec_folder, out, total_steps=6, stop_at=4, batch=2, vocab_size=60, layers=1, dim=32,
+             save_every=2, heldout=tokens)
+    first = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert len(first) == 1 and np.isfinite(first[0]["loss"]) and np.isfinite(first[0]["heldout"])
+    # resumed with other values: the run's plan (6 steps, its schedule, its sizes) holds
+    lm.train([tokens], codec_folder, out, total_steps=60, batch=2, vocab_size=60, layers=2, dim=32, save_every=2)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 6 and state["opt"]["param_groups"][0]["lr"] == lm.learning_rate(5, 6, 1e-3)
     folder = export.export(out, codec_folder, tmp_path / "model")
     mg = MusicGen.load(str(folder))
     assert mg.melody and mg.max_duration == lm.WINDOW_S
