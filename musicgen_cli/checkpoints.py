@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from . import hub, registry
+from . import codec_v2, hub, registry
+from .codec_v2 import BundledCodec
 from .encodec import EnCodec
 from .errors import MusicgenError
 from .files import one_line
@@ -193,8 +194,20 @@ def _text_encoder(config: dict, state: dict) -> T5Encoder:
     return _build_module(T5Encoder, config, state, "text encoder")
 
 
-def _codec(config: dict, state: dict) -> EnCodec:
-    return _build_module(EnCodec, config, state, "audio codec")
+def _codec(config: dict, state: dict) -> EnCodec | BundledCodec:
+    """Our EnCodec (the published models), or the bundled model's own codec (model_type
+    musicgen_codec_v2, codec_v2.py), which answers the same encode/decode face."""
+    if config.get("model_type") != codec_v2.MODEL_TYPE:
+        return _build_module(EnCodec, config, state, "audio codec")
+    try:
+        return BundledCodec.from_state(config, state).requires_grad_(False)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise MusicgenError(f"the checkpoint's audio codec does not match its config ({one_line(e, 160)})") from e
+
+
+def read_codec(folder: Path) -> EnCodec:
+    """A Hugging Face EnCodec folder (config.json and weights), e.g. the first bundled codec's."""
+    return _codec(_read_config(folder), _read_weights(folder))
 
 
 def _tokenizer(folder: Path) -> T5Tokenizer:
@@ -399,6 +412,6 @@ def _load_audiocraft(folder: Path, name: str) -> Checkpoint:
         lm_state=lm_state,
         text_encoder=t5_folder_encoder(t5_folder),
         tokenizer=_tokenizer(t5_folder),
-        codec=_codec(_read_config(codec_folder), _read_weights(codec_folder)),
+        codec=read_codec(codec_folder),
         max_duration=float(cfg.get("dataset", {}).get("segment_duration", 30.0)),
     )

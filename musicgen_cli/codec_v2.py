@@ -214,12 +214,16 @@ class BundledCodec(nn.Module):
         """config.json + codec.pt (inference tensors only: no EMA statistics, no score head)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        keep = {k: v.half() if half and v.is_floating_point() else v for k, v in self.state_dict().items()
-                if not k.startswith("aux_head") and not k.endswith(("embed_avg", "cluster_size", "inited"))}
+        keep = {k: v.half() if half and v.is_floating_point() else v for k, v in self.inference_state().items()}
         cfg = asdict(self.config)
         (folder / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
         torch.save(keep, folder / "codec.pt")
         return folder
+
+    def inference_state(self) -> dict[str, torch.Tensor]:
+        """The tensors decoding and encoding need (not the EMA statistics or the score head)."""
+        return {k: v for k, v in self.state_dict().items()
+                if not k.startswith("aux_head") and not k.endswith(("embed_avg", "cluster_size", "inited"))}
 
     @classmethod
     def from_state(cls, config: dict, state: dict) -> "BundledCodec":

@@ -23,7 +23,7 @@ from ..codec_v2 import BundledCodec, CodecConfig
 from ..data import dataset as ds
 from ..data.score import roll_of_seed
 from .codec import MelLoss, Quantizer
-from .common import Checkpointer, log_line
+from .common import Checkpointer, log_line, plan
 from .losses import SpectralLoss, flux_loss, score_loss
 
 WARMUP_AE = 300  # steps of plain autoencoding before the codebooks are seeded from the latents
@@ -56,20 +56,6 @@ def crops(audio, rolls, batch: int, frames: int, rng: np.random.Generator, hop: 
 
 def learning_rate(step: int, total: int, peak: float) -> float:
     return peak * min(1.0, (step + 1) / WARMUP_LR) * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))
-
-
-def plan(out: Path, **fields) -> dict:
-    """The run's fixed plan: written by the first call, read (and the caller's values ignored) later."""
-    path = out / "run.json"
-    if path.exists():
-        stored = json.loads(path.read_text())
-        changed = {k: (stored.get(k), v) for k, v in fields.items() if k != "config" and stored.get(k) != v}
-        if changed:
-            print(f"resuming with the run's own plan; ignoring {changed}", flush=True)
-        return stored
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(fields, indent=1) + "\n")
-    return fields
 
 
 def build(run: dict) -> BundledCodec:

@@ -1,4 +1,4 @@
-"""What every training stage shares: resumable checkpoints and a JSON-lines loss log."""
+"""What every training stage shares: a run's fixed plan, resumable checkpoints and a JSON-lines loss log."""
 
 from __future__ import annotations
 
@@ -6,6 +6,20 @@ import json
 from pathlib import Path
 
 import torch
+
+
+def plan(out: Path, **fields) -> dict:
+    """The run's fixed plan: written by the first call, read (and the caller's values ignored) later."""
+    path = out / "run.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        changed = {k: (stored.get(k), v) for k, v in fields.items() if k != "config" and stored.get(k) != v}
+        if changed:
+            print(f"resuming with the run's own plan; ignoring {changed}", flush=True)
+        return stored
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fields, indent=1) + "\n")
+    return fields
 
 
 class Checkpointer:
