@@ -69,7 +69,8 @@ def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict], loo
     }
     for path, wav, extra in zip(job.paths if paths is None else paths, wavs, per_output):
         points = (0, wav.shape[-1] - 1) if loop else None
-        side = {**extra, **record, **({"loop_start": 0, "loop_end": points[1]} if loop else {})}
+        side = {**extra, **{k: v for k, v in record.items() if k not in extra},  # an output's own seed wins
+                **({"loop_start": 0, "loop_end": points[1]} if loop else {})}
         write_output(path, wav, mg.sample_rate, job.normalize, side, job.force, points)
 
 
