@@ -166,7 +166,8 @@ class MusicGen:
             raise MusicgenError(f"stride must be between 0 and {self.max_duration:g} seconds, got {stride:g}")
         if all(p is None for p in prompts) and melody is None and score is None:
             options = dataclasses.replace(options, cfg=1.0)  # both guidance rows would be the same
-        states, mask = self.text(list(prompts))
+        with self.backend.threads():  # a small model's text encoder too: torch's products round by thread count
+            states, mask = self.text(list(prompts))
         if options.guided:
             states, mask = with_unconditional(states, mask)
         condition = self._conditioning(states, mask, melody, score, len(prompts), options.guided)

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from . import __version__, files, inputs, interrupts, jobs, registry
+from . import __version__, batch, files, inputs, interrupts, jobs, registry
 from .errors import MusicgenError
 from .cli_options import (BACKEND, BARS, BPM, CFG, DEVICE, DTYPE, DURATION_HELP, FORCE, LOOP, METER, OFFLINE, OUTPUT,
                           SEED, STRIDE, TEMPERATURE, TOP_K, TOP_P, model_option, normalize_option)
@@ -273,6 +273,9 @@ def with_progress(mg, frames: int, run):
                        rate=bar.tasks[0].speed or 0.0)
 
         return run(update)
+
+
+app.command("batch")(batch.command)  # musicgen_cli/batch.py: many prompts, resumable, on Ray or not
 
 
 @app.command()
