@@ -36,6 +36,7 @@ from .options import check_device, check_stride
 err = jobs.err
 LOCK = ".musicgen-batch.lock"
 METADATA, FAILURES = "metadata.jsonl", "failures.jsonl"
+METADATA_EVERY = 5.0  # seconds between rewrites of metadata.jsonl while a job runs (and at its end)
 RAY_HINT = "--ray needs Ray: pip install 'musicgen-cli[ray]' (or pip install ray)"
 
 
@@ -87,12 +88,15 @@ def command(
         err.print(f"{len(items)} items: {len(folder.done)} already in {out}, {sum(len(t[1]) for t in tasks)} to make "
                   f"in {len(tasks)} batches {where}", highlight=False, soft_wrap=True)
         job = Job(folder, items, normalize, input)
-        if ray is None:
-            from .batch_worker import Worker
+        try:
+            if ray is None:
+                from .batch_worker import Worker
 
-            run_here(Worker(settings), tasks, job)
-        else:
-            batch_ray.run(ray, workers, settings, tasks, job)
+                run_here(Worker(settings), tasks, job)
+            else:
+                batch_ray.run(ray, workers, settings, tasks, job)
+        finally:  # Ctrl-C too: the folder lists what it holds
+            job.write_metadata()
         job.finish()
 
 
@@ -195,6 +199,7 @@ class Job:
         self.failed: dict[str, str] = {}
         self.written: list[str] = []  # in the order written; each name once
         self.retried = 0  # batches given to another worker after theirs died
+        self.metadata_at = 0.0  # when metadata.jsonl was last written
         self.start, self.progress = time.perf_counter(), None
 
     def ready(self, task, names: list[str], melody: str | None):
@@ -245,14 +250,17 @@ class Job:
             self.written.append(result.name)
             self.failed.pop(result.name, None)
             self.rows[item.name] = self._row(item, sidecar)
-        self._write_metadata()
+        if time.perf_counter() - self.metadata_at > METADATA_EVERY:
+            self.write_metadata()
         self._advance(count)
 
     def _row(self, item, side: dict) -> dict:
         return {"file_name": item.file_name, "prompt": item.prompt, "name": item.name, "seed": item.seed,
                 "duration": item.duration, "model": side.get("model")}
 
-    def _write_metadata(self) -> None:
+    def write_metadata(self) -> None:
+        """metadata.jsonl of the finished items, atomically (a rerun rebuilds it from the sidecars)."""
+        self.metadata_at = time.perf_counter()
         rows = [self.rows[name] for name in self.items if name in self.rows]  # in the file's order
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         files.write_files([(self.folder.path / METADATA, lambda tmp: Path(tmp).write_text(lines, encoding="utf-8"))])
