@@ -31,7 +31,7 @@ import typer
 from . import batch_input, files, interrupts, jobs
 from .cli_options import BACKEND, CFG, DEVICE, DTYPE, OFFLINE, STRIDE, TEMPERATURE, TOP_K, TOP_P, model_option, normalize_option
 from .errors import MusicgenError
-from .options import check_device, check_stride
+from .options import check_device, check_duration, check_stride
 
 err = jobs.err
 LOCK = ".musicgen-batch.lock"
@@ -67,6 +67,9 @@ def command(
 
     check_stride(stride)
     check_device(device)
+    check_duration(duration)
+    if f".{format.lower().lstrip('.')}" not in files.OUTPUT_FORMATS:
+        raise MusicgenError(f"--format must be one of {', '.join(f[1:] for f in files.OUTPUT_FORMATS)}, got '{format}'")
     jobs.sampling_options(top_k, top_p, temperature, cfg, seed)  # checked now, not per line
     if normalize not in ("peak", "loudness", "none"):
         raise MusicgenError(f"--normalize must be peak, loudness or none, got '{normalize}'")
