@@ -104,8 +104,9 @@ def generate(
     frames = mg.frames_for(made)
     size = mg.batch_size(frames / mg.frame_rate, job.options.guided)
     batches = mg.batches(prompts, size)
+    why = "sized to memory" + ("; prompts of other lengths apart" if mg.melody else "")
     announce(mg, len(prompts), seconds if bars or loop else frames / mg.frame_rate, f" in {len(batches)} batches of at "
-             f"most {size} (sized to memory; each batch's files are written when it is done)" if len(batches) > 1 else "")
+             f"most {size} ({why}; each batch's files are written when it is done)" if len(batches) > 1 else "")
     seeds = [(job.options.seed + i) % (MAX_SEED + 1) for i in range(len(prompts))]  # each file's own
     for rows in batches:
         start = time.perf_counter()
