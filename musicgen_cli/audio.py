@@ -93,8 +93,10 @@ def write_audio(path, wav, sample_rate: int, normalization: str = "peak", sideca
 
             write_smpl(Path(tmp), sample_rate, *loop)
 
-    targets = [(path, write)] + ([(sidecar_path(path), json_writer(sidecar))] if sidecar is not None else [])
-    return write_files(targets, force)[0]
+    # the sidecar takes its name first: an audio file never lacks its sidecar, even after a kill
+    # between the two renames (which leaves a sidecar alone; `musicgen batch` then makes that item again)
+    targets = ([(sidecar_path(path), json_writer(sidecar))] if sidecar is not None else []) + [(path, write)]
+    return write_files(targets, force)[-1]
 
 
 def read_audio(path, max_seconds: float | None = None, first_seconds: float | None = None):

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from . import __version__, files, inputs, interrupts, jobs, registry
+from . import __version__, batch, files, inputs, interrupts, jobs, registry
 from .errors import MusicgenError
 from .cli_options import (BACKEND, BARS, BPM, CFG, DEVICE, DTYPE, DURATION_HELP, FORCE, LOOP, METER, OFFLINE, OUTPUT,
                           SEED, STRIDE, TEMPERATURE, TOP_K, TOP_P, model_option, normalize_option)
@@ -59,7 +59,6 @@ def generate(
     ctx: typer.Context,
     prompts: Optional[list[str]] = typer.Argument(None, help="Text descriptions; one output file each."),
     again: Optional[Path] = typer.Option(None, "--again", help="Make a take again from its file or sidecar: its prompt, model, seed and settings (options given here win, e.g. a new --seed or --duration)."),
-    row: Optional[int] = typer.Option(None, "--row", hidden=True, help="With --again: the take's place in its batch."),
     model: Optional[str] = model_option(),
     duration: Optional[float] = typer.Option(None, "--duration", "-d", help=DURATION_HELP + " Default: 10."),
     bpm: Optional[float] = BPM,
@@ -68,7 +67,7 @@ def generate(
     loop: bool = LOOP,
     output: Optional[Path] = OUTPUT,
     prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="A text file with one prompt per line."),
-    variations: int = typer.Option(1, "--variations", help="Takes of each prompt, made in one batch (NAME-1, NAME-2, ...; each can be made again with --again)."),
+    variations: int = typer.Option(1, "--variations", help="Takes of each prompt, made in one batch (NAME-1, NAME-2, ...; the n-th file's seed is --seed + n - 1, and each can be made again alone with --again)."),
     top_k: int = TOP_K,
     top_p: float = TOP_P,
     temperature: float = TEMPERATURE,
@@ -85,14 +84,11 @@ def generate(
     """Generate music from text descriptions."""
     from . import loops, takes
 
-    if again is not None:  # the take's settings, then this command again without --again
+    if again is not None:  # the take's settings (its own seed), then this command again without --again
         take, params = takes.read(again), dict(locals())
         params = takes.settings(take, params, given(ctx, takes.SETTINGS))
-        if not prompts and not prompts_file:  # the take's own batch (its row is the take), with its seed
-            params["prompts"], params["row"] = take.get("batch") or [take.get("prompt")], take.get("batch_index", 0)
-            params["variations"] = 1  # the batch is the take's as it was made
-            if "seed" not in given(ctx, ["seed"]):
-                params["seed"] = take.get("batch_seed", take["seed"])
+        if not prompts and not prompts_file:  # a take is the same piece alone as in the batch it was made in
+            params["prompts"], params["variations"] = [take.get("prompt")], 1
         params.update(again=None, output=output or takes.again_output(again), take=None, ctx=ctx)
         return generate(**{k: v for k, v in params.items() if k in GENERATE_PARAMS})
     prompts = inputs.read_prompts(prompts, prompts_file)
@@ -101,28 +97,25 @@ def generate(
         raise MusicgenError(f"--variations must be from 1 to 64, got {variations}")
     prompts = [p for p in prompts for _ in range(variations)]
     seconds = loops.length(duration, bars, bpm, meter, default=10.0)
-    paths = [output] if row is not None else files.output_paths(prompts, output)
-    job = jobs.prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed, stride, device,
-                  duration=seconds, **loops.record(bpm, bars, meter, loop))
+    job = jobs.prepare(files.output_paths(prompts, output), force, normalize, top_k, top_p, temperature, cfg, seed,
+                       stride, device, duration=seconds, **loops.record(bpm, bars, meter, loop))
     mg = load_model(model, device, backend, dtype, offline)
     made = loops.to_make(mg.frame_rate, seconds, bpm, bars, loop)
     frames = mg.frames_for(made)
-    size = len(prompts) if row is not None else mg.batch_size(frames / mg.frame_rate, job.options.guided)
-    batches = [range(i, min(i + size, len(prompts))) for i in range(0, len(prompts), size)]
+    size = mg.batch_size(frames / mg.frame_rate, job.options.guided)
+    batches = mg.batches(prompts, size)
+    why = "sized to memory" + ("; prompts of other lengths apart" if mg.melody else "")
     announce(mg, len(prompts), seconds if bars or loop else frames / mg.frame_rate, f" in {len(batches)} batches of at "
-             f"most {size} (sized to memory; each batch's files are written when it is done)" if len(batches) > 1 else "")
-    for n, rows in enumerate(batches):
+             f"most {size} ({why}; each batch's files are written when it is done)" if len(batches) > 1 else "")
+    seeds = [(job.options.seed + i) % (MAX_SEED + 1) for i in range(len(prompts))]  # each file's own
+    for rows in batches:
         start = time.perf_counter()
-        options = dataclasses.replace(job.options, seed=(job.options.seed + n) % (MAX_SEED + 1))  # batch 0: the seed given
+        options = dataclasses.replace(job.options, seeds=tuple(seeds[i] for i in rows))
         chunk = [prompts[i] for i in rows]
         codes = with_progress(mg, frames, lambda progress: mg.generate_codes(chunk, made, options, stride, progress))
-        wav = decoded(mg, codes, seconds, bars, loop)
-        per_output = [{"prompt": prompts[i], "batch": chunk, "batch_index": i - rows[0], "batch_number": n,
-                       "batch_seed": options.seed, "frames": frames} for i in rows]
-        outs = [job.paths[i] for i in rows] if row is None else job.paths
-        if row is not None:  # a take made again: its row of the batch it was made in
-            wav, per_output = [wav[row]], [per_output[row]]
-        jobs.finish(job, mg, list(wav), stride, start, per_output, loop, outs)
+        per_output = [{"prompt": prompts[i], "seed": seeds[i], "frames": frames} for i in rows]
+        jobs.finish(job, mg, decoded(mg, codes, seconds, bars, loop), stride, start, per_output, loop,
+                    [job.paths[i] for i in rows])
 
 
 GENERATE_PARAMS = set(inspect.signature(generate).parameters)
@@ -281,6 +274,9 @@ def with_progress(mg, frames: int, run):
                        rate=bar.tasks[0].speed or 0.0)
 
         return run(update)
+
+
+app.command("batch")(batch.command)  # musicgen_cli/batch.py: many prompts, resumable, on Ray or not
 
 
 @app.command()

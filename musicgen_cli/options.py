@@ -65,9 +65,10 @@ class SamplingOptions:
     temperature: float = 1.0
     cfg: float = 3.0  # classifier-free guidance scale; 1 = no guidance
     seed: int = 0
+    seeds: tuple[int, ...] | None = None  # each batch row's own seed (None: seed, seed + 1, ...)
 
     def __post_init__(self):
-        if not 0 <= self.seed <= MAX_SEED:
+        if not all(0 <= s <= MAX_SEED for s in (self.seed, *(self.seeds or ()))):
             raise ValueError(f"--seed must be between 0 and {MAX_SEED}")
         for name, value in (("top-p", self.top_p), ("temperature", self.temperature), ("cfg", self.cfg)):
             if not math.isfinite(value):
@@ -80,6 +81,15 @@ class SamplingOptions:
             raise ValueError("temperature must be 0 (greedy) or more")
         if not self.cfg >= 0.0:
             raise ValueError("the guidance scale (cfg) must be 0 or more")
+
+    def row_seeds(self, rows: int) -> tuple[int, ...]:
+        """The seed of each of `rows` batch rows. A row's draws depend on its own seed only, so row i
+        of a batch is the piece its seed makes alone (seed + i by default)."""
+        if self.seeds is None:
+            return tuple((self.seed + i) % (MAX_SEED + 1) for i in range(rows))
+        if len(self.seeds) != rows:
+            raise ValueError(f"{len(self.seeds)} seeds for a batch of {rows}")
+        return self.seeds
 
     @property
     def greedy(self) -> bool:

@@ -67,7 +67,7 @@ SIGNATURES = {
     "mg_linear_f32": [P, I, I, P, I, P],
     "mg_linear_bf16": [P, I, I, P, I, P],
     "mg_linear_i8": [P, I, I, P, P, I, P],
-    "mg_sample": [P, I, I, I, I, F, F, I, F, I, U64, U64, P, P, I, I],
+    "mg_sample": [P, I, I, I, I, F, F, I, F, I, P, U64, P, P, I, I],
     "mg_step": [I, P, P, F, P, I, P],
 }
 
