@@ -54,13 +54,16 @@ def codec2(data: str = typer.Argument(..., help="a dataset folder"),
            stop_at: int = typer.Option(0, help="stop at this step (0: the planned total)"),
            batch: int = typer.Option(8), seconds: float = typer.Option(1.28), lr: float = typer.Option(6e-4),
            score_weight: float = typer.Option(1.0, help="weight of the piano-roll loss on codebook 0"),
+           freeze_codes_at: int = typer.Option(0, help="from this step only the decoder learns, so the codes "
+                                                       "stay fixed for an LM (0: never)"),
            save_every: int = typer.Option(200), threads: int = typer.Option(1, help="torch threads (0: default)"),
            device: str = typer.Option("cpu", help="cpu, cuda or auto")):
     """Train (or resume) the second codec (STFT/ConvNeXt/inverse STFT, musicgen_cli.codec_v2)."""
     from . import codec2 as stage
 
     print(stage.train(data, out, total_steps, stop_at or None, batch, seconds, lr, score_weight=score_weight,
-                      save_every=save_every, threads=threads or None, device=_device(device)))
+                      save_every=save_every, threads=threads or None, device=_device(device),
+                      freeze_codes_at=freeze_codes_at))
 
 
 @app.command()
