@@ -7,13 +7,14 @@ import inspect
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from . import __version__, files, inputs, interrupts, jobs, registry
-from .errors import MusicgenError
+from .errors import MusicgenError, warning_line
 from .cli_options import (BACKEND, BARS, BPM, CFG, DEVICE, DTYPE, DURATION_HELP, FORCE, LOOP, METER, OFFLINE, OUTPUT,
                           SEED, STRIDE, TEMPERATURE, TOP_K, TOP_P, model_option, normalize_option)
 from .options import MAX_SEED, check_continuation, check_duration
@@ -355,7 +356,8 @@ def options(version: bool = typer.Option(False, "--version", callback=show_versi
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: one clear line on stderr and a non-zero exit for bad input, never a traceback."""
     command = typer.main.get_command(app)
-    previous = interrupts.start()
+    previous, shown = interrupts.start(), warnings.showwarning
+    warnings.showwarning = warning_line
     try:
         code = command.main(args=argv, prog_name="musicgen", standalone_mode=False)
     except typer.Exit as e:
@@ -374,6 +376,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(1)
     finally:
         interrupts.stop(previous)
+        warnings.showwarning = shown
     if code == 130:  # Ctrl-C (typer turns it into exit code 130 itself) or SIGTERM
         print(interrupts.last_line(), file=sys.stderr)
         code = interrupts.exit_code()
