@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import configs
 from .errors import MusicgenError
 
 MODEL_TYPE = "musicgen_codec_v2"
@@ -247,8 +248,6 @@ LIMITS = {"sampling_rate": 384000, "hop_length": 1 << 14, "dec_fft": 1 << 16, "d
 def checked_config(config) -> CodecConfig:
     """A config.json's CodecConfig, checked before anything is built: its model_type, whole numbers in
     range, and weights within configs.MAX_GIB (counted on the meta device, where nothing is allocated)."""
-    from . import configs
-
     if not isinstance(config, dict):
         raise MusicgenError(f"the codec's config is not an object (got {type(config).__name__})")
     if config.get("model_type", MODEL_TYPE) != MODEL_TYPE:
