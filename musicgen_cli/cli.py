@@ -7,16 +7,17 @@ import inspect
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from . import __version__, batch, files, inputs, interrupts, jobs, registry
-from .errors import MusicgenError
+from .errors import MusicgenError, warning_line
 from .cli_options import (BACKEND, BARS, BPM, CFG, DEVICE, DTYPE, DURATION_HELP, FORCE, LOOP, METER, OFFLINE, OUTPUT,
                           SEED, STRIDE, TEMPERATURE, TOP_K, TOP_P, model_option, normalize_option)
-from .options import MAX_SEED, check_continuation, check_duration
+from .options import MAX_SEED, PROMPT_SECONDS, check_continuation, check_duration, check_prompt_seconds
 
 # Nothing heavy is imported up here (torch, numpy, the model): arguments, paths and formats are
 # checked first, so `--help`, `--version` and a mistyped option answer at once.
@@ -169,30 +170,32 @@ def continue_(
     if prompt is not None and not prompt.strip():
         raise MusicgenError("--prompt is empty")
     prompt = jobs.capped(prompt, "--prompt")
-    if duration is not None:
-        check_duration(duration)
-    wav, sr = inputs.read_input(input, output, "there is nothing to continue")
+    check_prompt_seconds(prompt_seconds)
+    frames, sr, channels = inputs.audio_length(input)  # the header: the rest is read once checked
     from . import loops
 
     if duration is None or bars is not None:  # the bars (or 10 s) added to the input; both given: an error
-        duration = wav.shape[1] / sr + loops.length(duration, bars, bpm, meter, default=10.0)
-    check_continuation(wav.shape[1] / sr, duration)
-    if wav.shape[0] > 2:
-        raise MusicgenError(f"{input} has {wav.shape[0]} channels; continue takes mono or stereo audio")
+        duration = frames / sr + loops.length(duration, bars, bpm, meter, default=10.0)
+    check_continuation(frames / sr, duration, only_new)
+    if channels > 2:
+        raise MusicgenError(f"{input} has {channels} channels; continue takes mono or stereo audio")
+    # with --only-new, only what the model hears is read (the default is at most PROMPT_SECONDS)
+    wav, sr, first = inputs.read_end(input, output, (prompt_seconds or PROMPT_SECONDS) if only_new else None)
     path = output if output is not None else Path(f"{files.slug(input.stem)}-continued.wav")
     job = jobs.prepare([path], force, normalize, top_k, top_p, temperature, cfg, seed, stride, device, duration=duration,
                   input=str(input), prompt=prompt, only_new=only_new, **loops.record(bpm, bars, meter, False))
     mg = load_model(model, device, backend, dtype, offline)
-    from . import audio, continuation
+    from . import continuation
 
     prompt_seconds = continuation.default_prompt_seconds(mg) if prompt_seconds is None else prompt_seconds
     job.record["prompt_seconds"] = prompt_seconds
-    wav = audio.resample(wav, sr, mg.sample_rate)
-    continuation.plan(mg, wav.shape[1], duration, prompt_seconds)
-    announce(mg, 1, duration, f", continuing {input.name}", channels=max(wav.shape[0], mg.channels))
+    wav, before = continuation.at_model_rate(mg, wav, sr, first)
+    _, made = continuation.plan(mg, before + wav.shape[1], duration, prompt_seconds, available=wav.shape[1])
+    written = duration - (before + wav.shape[1]) / mg.sample_rate if only_new else duration
+    announce(mg, 1, written, f", continuing {input.name}", channels=max(wav.shape[0], mg.channels))
     start = time.perf_counter()
-    out = with_progress(mg, mg.frames_for(duration), lambda progress: continuation.continue_audio(
-        mg, wav, duration, prompt_seconds, prompt, job.options, stride, progress))
+    out = with_progress(mg, made, lambda progress: continuation.continue_audio(
+        mg, wav, duration, prompt_seconds, prompt, job.options, stride, progress, before))
     jobs.finish(job, mg, [out[:, wav.shape[1] :] if only_new else out], stride, start, [{}])
 
 
@@ -351,7 +354,8 @@ def options(version: bool = typer.Option(False, "--version", callback=show_versi
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: one clear line on stderr and a non-zero exit for bad input, never a traceback."""
     command = typer.main.get_command(app)
-    previous = interrupts.start()
+    previous, shown = interrupts.start(), warnings.showwarning
+    warnings.showwarning = warning_line
     try:
         code = command.main(args=argv, prog_name="musicgen", standalone_mode=False)
     except typer.Exit as e:
@@ -370,6 +374,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(1)
     finally:
         interrupts.stop(previous)
+        warnings.showwarning = shown
     if code == 130:  # Ctrl-C (typer turns it into exit code 130 itself) or SIGTERM
         print(interrupts.last_line(), file=sys.stderr)
         code = interrupts.exit_code()
