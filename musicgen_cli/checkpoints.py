@@ -259,7 +259,11 @@ def _load_hf(folder: Path, name: str) -> Checkpoint:
         raise MusicgenError(f"'{name}' is not a MusicGen checkpoint (model_type: {kind})")
     configs.check_hf(config, name)  # and the parts' sizes on the meta device, before any weight is read
     text_encoder = _meta(T5Encoder, config["text_encoder"], "text encoder", f"'{name}': config.json")
-    codec = _meta(EnCodec, config["audio_encoder"], "audio codec", f"'{name}': config.json")
+    second = config["audio_encoder"].get("model_type") == codec_v2.MODEL_TYPE
+    if second:
+        codec_v2.checked_config(config["audio_encoder"])
+    else:
+        codec = _meta(EnCodec, config["audio_encoder"], "audio codec", f"'{name}': config.json")
     state = _read_weights(folder)
     lm_state = hf_to_lm_state(state)
     if "enc_to_dec_proj.weight" not in lm_state:
@@ -272,7 +276,8 @@ def _load_hf(folder: Path, name: str) -> Checkpoint:
         num_chroma=config.get("num_chroma", 12) if melody else 0,
         chroma_length=config.get("chroma_length", 235) if melody else 0,
     )
-    codec = _assign(codec, _with_prefix(state, "audio_encoder."), "audio codec")
+    codec_state = _with_prefix(state, "audio_encoder.")
+    codec = _codec(config["audio_encoder"], codec_state) if second else _assign(codec, codec_state, "audio codec")
     return Checkpoint(
         name=name,
         folder=folder,
