@@ -62,13 +62,17 @@ def test_a_job_killed_at_any_moment_loses_only_what_was_in_flight(mono_ckpt, tmp
     assert whole.returncode == 0, whole.stderr
 
     out = tmp_path / "clips"
+
+    def wavs():  # the finished files (pathlib's glob also matches the hidden temp files)
+        return [p for p in out.glob("*.wav") if not p.name.startswith(".")]
+
     proc = subprocess.Popen(musicgen(*args, "--out", out), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while len(list(out.glob("*.wav"))) < 2 and time.time() < deadline and proc.poll() is None:
+    while len(wavs()) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
-    finished = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.glob("*.wav")}
+    finished = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in wavs()}
     assert 2 <= len(finished) < len(PROMPTS), finished
     for name in finished:  # whole, with a sidecar
         assert sf.info(out / name).frames == 32000 and (out / name).with_suffix(".json").exists()
@@ -76,7 +80,7 @@ def test_a_job_killed_at_any_moment_loses_only_what_was_in_flight(mono_ckpt, tmp
     rerun = subprocess.run(musicgen(*args, "--out", out), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(PROMPTS)} items: {len(finished)} already in" in rerun.stderr
-    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.glob("*.wav") if p.name in finished} == finished
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in wavs() if p.name in finished} == finished
     assert not [p.name for p in out.iterdir() if p.name.startswith(files.TEMP_PREFIX)]
     assert clips(out) == clips(tmp_path / "whole") == ["aggressive-metal-riff-with-drums.wav", "calm-piano-2.wav",
                                                       "calm-piano.wav", "rock-band-with-brass.wav",
