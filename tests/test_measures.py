@@ -159,3 +159,14 @@ def test_structure_reports_failure_for_a_drone(items):
     assert flat["generated_contrast"] < 0.05 and flat["generated_repetition"] > 0.95
     shaped = report.structure(returning, items[:2], items[:2], 12.0)
     assert shaped["generated_contrast"] > 0.2, shaped
+
+
+def test_style_classifier_reads_the_renders_features_from_its_cache(items, tmp_path, monkeypatch):
+    """The second report reads the renders' features from the cache (none computed) and fits the same classifier."""
+    cache = str(tmp_path / "features.npz")
+    clf, acc = report.style_classifier(items[:4], items[4:], 4.0, cache)
+    monkeypatch.setattr(report.ft, "style_features", lambda audio: pytest.fail("computed again"))
+    clf2, acc2 = report.style_classifier(items[:4], items[4:], 4.0, cache)
+    assert acc2 == acc and torch.equal(clf2.linear.weight, clf.linear.weight)
+    with pytest.raises(pytest.fail.Exception):  # another crop length is not in the cache
+        report.style_classifier(items[:4], items[4:], 3.0, cache)

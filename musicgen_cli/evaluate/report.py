@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from pathlib import Path
 
 import numpy as np
 import soxr
@@ -66,14 +67,26 @@ def crops(audio: np.ndarray, seconds: float, count: int) -> list[np.ndarray]:
     return [audio[s : s + n] for s in starts]
 
 
-def style_classifier(train: list[ds.Item], heldout: list[ds.Item], seconds: float) -> tuple[ft.StyleClassifier, float]:
-    """Fit on training renders; its accuracy on held-out renders (pieces it never saw)."""
+def style_classifier(train: list[ds.Item], heldout: list[ds.Item], seconds: float,
+                     cache: str | None = None) -> tuple[ft.StyleClassifier, float]:
+    """Fit on training renders; its accuracy on held-out renders (pieces it never saw). The renders'
+    features do not depend on the model: `cache` (an .npz) keeps them for the next report."""
+    stored = dict(np.load(cache)) if cache and Path(cache).exists() else {}
+
     def features(items):
-        rows = [(ft.style_features(c), item.style) for item in items for c in crops(ds.read(item.mix), seconds, 3)]
+        rows = []
+        for item in items:
+            key = f"{Path(item.mix).resolve()}@{seconds:g}"
+            if key not in stored:
+                stored[key] = np.stack([ft.style_features(c) for c in crops(ds.read(item.mix), seconds, 3)])
+            rows += [(f, item.style) for f in stored[key]]
         return np.stack([r[0] for r in rows]), [r[1] for r in rows]
 
-    clf = ft.StyleClassifier().fit(*features(train))
-    return clf, clf.accuracy(*features(heldout))
+    fitted, held = features(train), features(heldout)
+    if cache:
+        np.savez(cache, **stored)
+    clf = ft.StyleClassifier().fit(*fitted)
+    return clf, clf.accuracy(*held)
 
 
 def names_key(item: ds.Item) -> bool:
@@ -172,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train", required=True, help="the training dataset folder (structure reference)")
     p.add_argument("--prompts", type=int, default=16, help="held-out captions to generate from")
     p.add_argument("--classifier-pieces", type=int, default=400, help="training renders the style classifier learns from")
+    p.add_argument("--features-cache", default=None, help="an .npz keeping the renders' style features between reports")
     p.add_argument("--out", default=None, help="also write the whole report (with per-prompt rows) as JSON")
     args = p.parse_args(argv)
     from ..api import MusicGen
@@ -181,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     heldout, train = ds.load(args.heldout), ds.load(args.train)
     prompts = heldout[: args.prompts]
     report = {"model": args.model, "size_mb": folder_mb(mg.folder), "codec": codec_quality(mg, heldout[:20], 10.0)}
-    clf, clf_acc = style_classifier(train[: args.classifier_pieces], heldout, 10.0)
+    clf, clf_acc = style_classifier(train[: args.classifier_pieces], heldout, 10.0, args.features_cache)
     report["style_classifier_accuracy_on_heldout_renders"] = clf_acc
     report["renders"] = render_reference(prompts, 10.0)
     report["text_control"] = text_control(mg, clf, prompts, 10.0)
