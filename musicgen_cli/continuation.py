@@ -14,7 +14,7 @@ import torch
 
 from . import audio
 from .errors import MusicgenError
-from .generation import Progress
+from .generation import FrameSink, Progress
 from .options import check_continuation
 from .sampling import SamplingOptions
 
@@ -29,7 +29,7 @@ def default_prompt_seconds(mg) -> float:
 def plan(mg, samples: int, duration: float, prompt_seconds: float) -> tuple[int, int]:
     """Check a request to continue `samples` samples to `duration` seconds -> (prompt samples: the
     last `prompt_seconds` of the input at most, in whole codec frames; frames for the model to make,
-    the prompt's included)."""
+    the prompt's included: math.inf for a `duration` of math.inf)."""
     sr, hop = mg.sample_rate, mg.codec.hop_length
     check_continuation(samples / sr, duration)
     if not 0 < prompt_seconds < mg.max_duration:
@@ -37,6 +37,8 @@ def plan(mg, samples: int, duration: float, prompt_seconds: float) -> tuple[int,
     prompt = min(int(prompt_seconds * sr), samples) // hop * hop
     if prompt == 0:
         raise MusicgenError(f"the input is too short to continue: at least {hop / sr * 1000:g} ms are needed")
+    if duration == math.inf:  # a stream without end
+        return prompt, math.inf
     return prompt, prompt // hop + math.ceil((round(duration * sr) - samples) / hop)
 
 
@@ -44,13 +46,41 @@ def splice(original: np.ndarray, resynth: np.ndarray, prompt: int, total: int, f
     """original [C, N]; resynth [C, M]: the decoded prompt (its last `prompt` samples overlap the end
     of `original`) followed by new audio. -> [C, total]: original, unchanged up to the last `fade`
     samples, which crossfade linearly into the re-synthesis; then the new audio."""
-    n = original.shape[1]
-    out = np.concatenate([original, resynth[:, prompt : prompt + total - n]], axis=1)
-    fade = min(fade, prompt)
-    if fade:
-        ramp = (np.arange(1, fade + 1, dtype=np.float32) / (fade + 1))[None]
-        out[:, n - fade : n] = original[:, n - fade :] * (1 - ramp) + resynth[:, prompt - fade : prompt] * ramp
-    return out
+    return Splice(original, prompt, total, fade).push(resynth)
+
+
+class Splice:
+    """splice for a re-synthesis that arrives in pieces: push(its next samples) -> the next samples
+    of the output (after the user's own: `opening`, or the first push)."""
+
+    def __init__(self, original: np.ndarray, prompt: int, total: int | None, fade: int):
+        self.original, self.channels = original, original.shape[0]
+        self.fade = min(fade, prompt)
+        self.skip = prompt - self.fade  # resynth samples under the user's own: not used
+        self.wanted = total - original.shape[1] + self.fade if total is not None else math.inf  # used from `skip` on
+        self.seen, self.opened = 0, False
+
+    def push(self, resynth: np.ndarray) -> np.ndarray:
+        from . import audio
+
+        at = self.seen - self.skip  # where this chunk starts, counted from the crossfade's start
+        self.seen += resynth.shape[1]
+        part = audio.match_channels(resynth, self.channels)[:, max(0, -at) : max(0, min(self.wanted - at, resynth.shape[1]))]
+        at = max(0, at)
+        tail = self.original[:, self.original.shape[1] - self.fade :]  # what the crossfade fades out
+        if at < self.fade and part.shape[1]:
+            k = min(self.fade - at, part.shape[1])
+            ramp = (np.arange(at + 1, at + k + 1, dtype=np.float32) / (self.fade + 1))[None]
+            part = np.concatenate([tail[:, at : at + k] * (1 - ramp) + part[:, :k] * ramp, part[:, k:]], axis=1)
+        return part if self.opened else np.concatenate([self.opening(), part], axis=1)
+
+    def opening(self) -> np.ndarray:
+        """The user's own samples, which come first (a stream sends them before any is generated)."""
+        self.opened = True
+        return self.original[:, : self.original.shape[1] - self.fade]
+
+    def end(self) -> None:
+        return None
 
 
 def continue_audio(
@@ -62,17 +92,24 @@ def continue_audio(
     options: SamplingOptions = SamplingOptions(),
     stride: float | None = None,
     progress: Progress | None = None,
+    on_frames: FrameSink | None = None,
 ) -> np.ndarray:
     """Continue `wav` [C, N] (at the model's sample rate, mono or stereo) until it lasts `duration`
-    seconds. Returns [max(C, model channels), round(duration * sample_rate)] float32."""
+    seconds. Returns [max(C, model channels), round(duration * sample_rate)] float32. `on_frames`
+    gets the codes as they are made (streaming.Listener, with `splicer` as its shaper)."""
     n = wav.shape[1]
     prompt_seconds = default_prompt_seconds(mg) if prompt_seconds is None else prompt_seconds
     prompt, frames = plan(mg, n, duration, prompt_seconds)
     model_in = torch.from_numpy(np.ascontiguousarray(audio.match_channels(wav[:, n - prompt :], mg.channels)))
     codes = mg.generate_codes(
-        [description], frames / mg.frame_rate, options, stride, progress, audio=model_in[None]
+        [description], frames / mg.frame_rate, options, stride, progress, audio=model_in[None], on_frames=on_frames
     )
-    resynth = mg.decode(codes)[0].cpu().numpy()
-    channels = max(wav.shape[0], mg.channels)
-    total, fade = round(duration * mg.sample_rate), round(CROSSFADE_SECONDS * mg.sample_rate)
-    return splice(audio.match_channels(wav, channels), audio.match_channels(resynth, channels), prompt, total, fade)
+    return splicer(mg, wav, duration, prompt_seconds).push(mg.decode(codes)[0].cpu().numpy())
+
+
+def splicer(mg, wav: np.ndarray, duration: float, prompt_seconds: float) -> Splice:
+    """The Splice that puts the re-synthesis of `wav` continued to `duration` after the user's own samples."""
+    prompt, _ = plan(mg, wav.shape[1], duration, prompt_seconds)
+    channels, sr = max(wav.shape[0], mg.channels), mg.sample_rate
+    total = None if duration == math.inf else round(duration * sr)
+    return Splice(audio.match_channels(wav, channels), prompt, total, round(CROSSFADE_SECONDS * sr))
