@@ -127,6 +127,8 @@ class WavPipe:
     a compiler's chatter) goes to standard error instead, so the stream stays clean."""
 
     def __init__(self, sample_rate: int, channels: int, samples: int | None):
+        import soundfile  # noqa: F401  (pcm16's, imported now rather than on the way to the first audio)
+
         sys.stdout.flush()
         self.fd, self.saved = os.dup(1), os.dup(1)
         os.dup2(2, 1)
