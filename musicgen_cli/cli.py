@@ -47,7 +47,7 @@ def load_model(model: Optional[str], device: str, backend: str, dtype: str, offl
 def announce(mg, count: int, seconds: float, what: str = "", channels: Optional[int] = None, stream=None, seed=None) -> None:
     layout = "stereo" if (channels or mg.channels) == 2 else "mono"
     length = "endless" if seconds == float("inf") else f"{seconds:g} s"
-    how = "" if stream is None else f", {'streamed' if stream.stdout else 'played'} as it is made (seed {seed})"
+    how = f", {'streamed' if stream.stdout else 'played'} as it is made (seed {seed})" if stream and stream.on else ""
     err.print(f"{count} × {length} of {layout} {mg.sample_rate} Hz audio from {mg.name}{what}{how}", highlight=False, soft_wrap=True)
 
 
@@ -109,15 +109,15 @@ def generate(
         raise MusicgenError(f"--variations must be from 1 to 64, got {variations}")
     prompts = [p for p in prompts for _ in range(variations)]
     stream = streaming.request(output, play, duration, loop, 1 if row is not None else len(prompts), given_value(ctx, "normalize", normalize))
-    endless = stream is not None and stream.endless
+    endless = stream.endless
     seconds = float("inf") if endless else loops.length(duration, bars, bpm, meter, default=10.0)
-    paths = [] if stream and not stream.file else [output] if row is not None else files.output_paths(prompts, output)
+    paths = stream.files([output] if row is not None else files.output_paths(prompts, output))
     job = jobs.prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed, stride, device,
                   duration=seconds, **loops.record(bpm, bars, meter, loop))
     mg = load_model(model, device, backend, dtype, offline)
     made = seconds if endless else loops.to_make(mg.frame_rate, seconds, bpm, bars, loop)
     frames = None if endless else mg.frames_for(made)
-    size = len(prompts) if row is not None or stream else mg.batch_size(frames / mg.frame_rate, job.options.guided)
+    size = len(prompts) if row is not None or stream.on else mg.batch_size(frames / mg.frame_rate, job.options.guided)
     batches = [range(i, min(i + size, len(prompts))) for i in range(0, len(prompts), size)]
     announce(mg, len(prompts), seconds if bars or loop or endless else frames / mg.frame_rate, f" in {len(batches)} batches of at "
              f"most {size} (sized to memory; each batch's files are written when it is done)" if len(batches) > 1 else "",
@@ -126,8 +126,7 @@ def generate(
         start = time.perf_counter()
         options = dataclasses.replace(job.options, seed=(job.options.seed + n) % (MAX_SEED + 1))  # batch 0: the seed given
         chunk = [prompts[i] for i in rows]
-        samples = None if endless else round(seconds * mg.sample_rate) if bars else frames * mg.codec.hop_length
-        with streaming.listening(stream, mg, samples, err.print, row=row or 0) as listen:
+        with streaming.listening(stream, mg, length(mg, frames, seconds, bars), err.print, row=row or 0) as listen:
             codes = jobs.with_progress(mg, frames, lambda progress: mg.generate_codes(
                 chunk, made, options, stride, progress, on_frames=listen))
         if not job.paths:
@@ -150,6 +149,11 @@ def decoded(mg, codes, seconds: float, bars, loop: bool) -> list:
 
     wav = mg.decode(codes).numpy()
     return loops.fit_length(wav, seconds, mg.sample_rate, loop) if bars or loop else list(wav)
+
+
+def length(mg, frames: Optional[int], seconds: float, bars) -> Optional[int]:
+    """The samples `decoded` gives without a loop (None: a stream without end)."""
+    return None if frames is None else round(seconds * mg.sample_rate) if bars else frames * mg.codec.hop_length
 
 
 @app.command("continue")
@@ -194,9 +198,9 @@ def continue_(
         raise MusicgenError("--prompt is empty")
     prompt = jobs.capped(prompt, "--prompt")
     stream = streaming.request(output, play, duration, normalize=given_value(ctx, "normalize", normalize))
-    if duration is not None and not (stream and stream.endless):
+    if duration is not None and not stream.endless:
         check_duration(duration)
-    wav, sr = inputs.read_input(input, stream.file if stream else output, "there is nothing to continue")
+    wav, sr = inputs.read_input(input, stream.output(output), "there is nothing to continue")
     from . import loops
 
     if duration is None or bars is not None:  # the bars (or 10 s) added to the input; both given: an error
@@ -205,7 +209,7 @@ def continue_(
     if wav.shape[0] > 2:
         raise MusicgenError(f"{input} has {wav.shape[0]} channels; continue takes mono or stereo audio")
     path = output if output is not None else Path(f"{files.slug(input.stem)}-continued.wav")
-    job = jobs.prepare([] if stream and not stream.file else [path], force, normalize, top_k, top_p, temperature, cfg, seed, stride, device, duration=duration,
+    job = jobs.prepare(stream.files([path]), force, normalize, top_k, top_p, temperature, cfg, seed, stride, device, duration=duration,
                   input=str(input), prompt=prompt, only_new=only_new, **loops.record(bpm, bars, meter, False))
     mg = load_model(model, device, backend, dtype, offline)
     from . import audio, continuation
@@ -216,10 +220,9 @@ def continue_(
     continuation.plan(mg, wav.shape[1], duration, prompt_seconds)
     announce(mg, 1, duration, f", continuing {input.name}", max(wav.shape[0], mg.channels), stream, job.options.seed)
     start = time.perf_counter()
-    splice = continuation.splicer(mg, wav, duration, prompt_seconds)
-    total = None if duration == float("inf") else round(duration * mg.sample_rate)
-    with streaming.listening(stream, mg, total, err.print, splice, start=wav.shape[1] if only_new else 0) as listen:
-        out = jobs.with_progress(mg, None if total is None else mg.frames_for(duration), lambda progress: continuation.continue_audio(
+    splice, frames = continuation.splicer(mg, wav, duration, prompt_seconds), None if stream.endless else mg.frames_for(duration)
+    with streaming.listening(stream, mg, splice.total, err.print, splice, start=wav.shape[1] if only_new else 0) as listen:
+        out = jobs.with_progress(mg, frames, lambda progress: continuation.continue_audio(
             mg, wav, duration, prompt_seconds, prompt, job.options, stride, progress, on_frames=listen))
     if job.paths:
         jobs.finish(job, mg, [out[:, wav.shape[1] :] if only_new else out], stride, start, [{}])
@@ -261,14 +264,14 @@ def melody(
     from . import loops
 
     stream = streaming.request(output, play, duration, loop, normalize=given_value(ctx, "normalize", normalize))
-    endless = stream is not None and stream.endless
+    endless = stream.endless
     if duration is not None and not endless:
         check_duration(duration)
-    kind, tune, seconds, what = inputs.read_tune(input, stream.file if stream else output, chords, bpm or 120.0, beats_per_chord,
+    kind, tune, seconds, what = inputs.read_tune(input, stream.output(output), chords, bpm or 120.0, beats_per_chord,
                                                  track, None if endless else duration)
     duration = float("inf") if endless else loops.length(duration, bars, bpm, meter, default=seconds)
     name = f"{files.slug(input.stem) if input else 'chords'}-{files.slug(style) if style else 'melody'}.wav"
-    job = jobs.prepare([] if stream and not stream.file else [output if output is not None else Path(name)], force, normalize, top_k, top_p, temperature,
+    job = jobs.prepare(stream.files([output if output is not None else Path(name)]), force, normalize, top_k, top_p, temperature,
                   cfg, seed, stride, device, duration=duration, input=str(input) if input else None, style=style,
                   **{**({"chords": chords, "bpm": bpm or 120.0, "beats_per_chord": beats_per_chord} if chords else {}),
                      **({"track": track} if track else {}), **loops.record(bpm, bars, meter, loop)})
@@ -287,8 +290,7 @@ def melody(
     announce(mg, 1, duration if bars or loop or endless else frames / mg.frame_rate, f", following {what}", None, stream,
              job.options.seed)
     start = time.perf_counter()
-    samples = None if endless else round(duration * mg.sample_rate) if bars else frames * mg.codec.hop_length
-    with streaming.listening(stream, mg, samples, err.print) as listen:
+    with streaming.listening(stream, mg, length(mg, frames, duration, bars), err.print) as listen:
         codes = jobs.with_progress(mg, frames, lambda progress: mg.generate_codes(
             [style], made, job.options, stride, progress, on_frames=listen, **kwargs))
     if not job.paths:

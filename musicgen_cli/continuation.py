@@ -54,7 +54,7 @@ class Splice:
     of the output (after the user's own: `opening`, or the first push)."""
 
     def __init__(self, original: np.ndarray, prompt: int, total: int | None, fade: int):
-        self.original, self.channels = original, original.shape[0]
+        self.original, self.channels, self.total = original, original.shape[0], total
         self.fade = min(fade, prompt)
         self.skip = prompt - self.fade  # resynth samples under the user's own: not used
         self.wanted = total - original.shape[1] + self.fade if total is not None else math.inf  # used from `skip` on

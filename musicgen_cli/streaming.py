@@ -45,22 +45,34 @@ class Request:
     """What was asked for: audio on standard output (`-o -`) or on the output device (`--play`),
     `endless` (--duration inf), and a file also written at the end (--play -o song.wav)."""
 
-    stdout: bool
-    play: bool
-    endless: bool
-    file: Path | None
+    stdout: bool = False
+    play: bool = False
+    endless: bool = False
+    file: Path | None = None
+
+    @property
+    def on(self) -> bool:
+        return self.stdout or self.play
+
+    def files(self, paths: list) -> list:
+        """The files to write: none for a stream alone."""
+        return [] if self.on and self.file is None else paths
+
+    def output(self, output: Path | None) -> Path | None:
+        """The output file the command line named (not `-`)."""
+        return self.file if self.on else output
 
 
 def request(output: Path | None, play: bool, duration: float | None, loop: bool = False, takes: int = 1,
-            normalize: str | None = None) -> Request | None:
-    """Check what the command line asks for, before any model loads; None: no stream.
-    `normalize`: the --normalize the user gave (None: the default)."""
+            normalize: str | None = None) -> Request:
+    """Check what the command line asks for, before any model loads (a Request that is not `on`:
+    no stream). `normalize`: the --normalize the user gave (None: the default)."""
     stdout = output is not None and str(output) == STDOUT
     endless = duration is not None and math.isinf(duration) and duration > 0
     if not (stdout or play):
         if endless:
             raise MusicgenError("--duration inf goes on until Ctrl-C: use it with -o - (a WAV stream) or --play")
-        return None
+        return Request()
     if stdout and play:
         raise MusicgenError("give -o - or --play, not both")
     if endless and output is not None and not stdout:
@@ -285,10 +297,10 @@ def _cat(parts: list):
 
 
 @contextlib.contextmanager
-def listening(req: Request | None, mg, samples: int | None, say, shaper=None, row: int = 0, start: int = 0):
+def listening(req: Request, mg, samples: int | None, say, shaper=None, row: int = 0, start: int = 0):
     """A Listener for `req` around a generation (None when there is no stream): it ends the stream
     when the generation ends, and on Ctrl-C ends it cleanly with what was made."""
-    if req is None:
+    if not req.on:
         yield None
         return
     channels = mg.channels if shaper is None else shaper.channels
