@@ -284,18 +284,63 @@ def fake_device(mode: str, out: Path) -> dict:
 
 
 def test_play_sends_the_files_samples_to_the_output_device(stereo_ckpt, tmp_path):
-    args = ["generate", "jazz", "-m", stereo_ckpt, "-d", "1.5", "--seed", "8"]
-    played = musicgen(*args, "--play", env=fake_device("ok", tmp_path / "played.raw"))
+    """--play -o a.wav: the device gets the samples of the file the run writes (the file as without --play)."""
+    played = musicgen("generate", "jazz", "-m", stereo_ckpt, "-d", "1.5", "--seed", "8", "--play", "--normalize", "none",
+                      "-o", tmp_path / "a.wav", env=fake_device("ok", tmp_path / "played.raw"))
     assert played.returncode == 0, played.stderr.decode()
     assert played.stdout == b"" and "played 1.5 s" in played.stderr.decode()
     device = json.loads((tmp_path / "played.raw.json").read_text())
     assert device == {"samplerate": 32000, "channels": 2, "dtype": "float32", "started": True, "ended": "stop",
                       "closed": True}
     samples = np.fromfile(tmp_path / "played.raw", np.float32).reshape(-1, 2)
-    written = musicgen(*args, "--normalize", "none", "-o", tmp_path / "a.wav")
-    assert written.returncode == 0
     file = sf.read(tmp_path / "a.wav", dtype="float32", always_2d=True)[0]
     assert samples.shape == file.shape and np.abs(samples - file).max() <= 1.01 / 32768  # the file's 16 bits
+
+
+def test_ctrl_c_stops_the_output_device_at_once(mono_ckpt, tmp_path):
+    out = tmp_path / "played.raw"
+    proc = subprocess.Popen([sys.executable, "-m", "musicgen_cli", "generate", "x", "-m", str(mono_ckpt), "-d", "inf",
+                             "--play"], stderr=subprocess.PIPE, env={**os.environ, **fake_device("ok", out)})
+    deadline = time.monotonic() + 120
+    while (not out.exists() or out.stat().st_size < 32000 * 4) and time.monotonic() < deadline:  # 1 s played
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=120)[1].decode()
+    assert proc.returncode == 130 and "the stream ended cleanly" in stderr, stderr
+    assert json.loads(Path(f"{out}.json").read_text())["ended"] == "abort"  # not played out to the end
+
+
+def test_a_piece_of_known_length_starts_playing_when_the_rest_will_be_ready_in_time(monkeypatch):
+    """Made at half real time, 10 s start playing once 2/3 of it is made; an endless piece at once."""
+    from musicgen_cli import streaming
+
+    monkeypatch.syspath_prepend(str(FAKE_SOUNDDEVICE))
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setenv("FAKE_SOUNDDEVICE", "ok")
+    monkeypatch.setenv("FAKE_SOUNDDEVICE_OUT", os.devnull)
+    clock = [100.0]
+    monkeypatch.setattr(streaming.time, "perf_counter", lambda: clock[0])
+    player = streaming.Player(1000, 1, 10_000)  # 10 s at 1000 Hz
+    started = []
+    for second in range(1, 11):
+        clock[0] += 2.0  # a second of audio every 2 s
+        player.write(np.zeros((1, 1000), np.float32))
+        started.append(player.go.is_set())
+    player.close()
+    assert started == [False] * 6 + [True] * 4  # after 7 s: 3 s more take 6 s, and 7 s are queued
+    endless = streaming.Player(1000, 1, None)
+    endless.write(np.zeros((1, 10), np.float32))
+    assert endless.go.is_set()
+    endless.close()
+
+
+def test_nothing_but_the_wav_reaches_standard_output():
+    """While a stream runs, what else would be printed to standard output goes to standard error."""
+    code = ("import numpy as np; from musicgen_cli.streaming import WavPipe; pipe = WavPipe(32000, 1, 2); "
+            "print('stray', flush=True); pipe.write(np.zeros((1, 2))); pipe.close()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    assert parse_wav(r.stdout)[0]["bytes"] == 4 and b"stray" in r.stderr
 
 
 @pytest.mark.parametrize("mode, message", [
