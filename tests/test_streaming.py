@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pty
+import shutil
 import signal
 import struct
 import subprocess
@@ -276,6 +277,24 @@ def test_ctrl_c_ends_an_endless_stream_with_valid_audio(mono_ckpt):
     # what a reader sees: libsndfile reads the stream as a WAV of exactly what arrived
     data, sr = sf.read(io.BytesIO(bytes(out)), dtype="int16", always_2d=True)
     assert sr == 32000 and np.array_equal(data, samples)
+
+
+def test_ffmpeg_and_aplay_take_the_stream_of_known_and_of_unknown_length(mono_ckpt):
+    """What users pipe it into: ffmpeg decodes both headers to our samples, aplay plays both (to ALSA's
+    null device) to the end of its input."""
+    if not (shutil.which("ffmpeg") and shutil.which("aplay")):
+        pytest.skip("needs ffmpeg and aplay (scripts/install-players; .ci/run installs them)")
+    known = musicgen("generate", "x", "-m", mono_ckpt, "-d", "1.5", "--seed", "2", "-o", "-").stdout
+    endless = bytearray(known)
+    endless[4:8] = endless[40:44] = struct.pack("<I", 0xFFFFFFFF)  # the endless stream's header, same samples
+    for data in (known, bytes(endless)):
+        decoded = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "wav", "-i", "-", "-f", "s16le",
+                                  "-"], input=data, capture_output=True, timeout=60)
+        assert decoded.returncode == 0, decoded.stderr.decode()
+        assert np.array_equal(np.frombuffer(decoded.stdout, "<i2"), parse_wav(data)[1][:, 0])
+        played = subprocess.run(["aplay", "-D", "null", "-"], input=data, capture_output=True, timeout=60)
+        assert played.returncode == 0 and b"Playing WAVE 'stdin' : Signed 16 bit Little Endian, Rate 32000 Hz, Mono" \
+            in played.stderr, played.stderr.decode()
 
 
 def fake_device(mode: str, out: Path) -> dict:
