@@ -318,5 +318,5 @@ def listening(req: Request, mg, samples: int | None, say, shaper=None, row: int 
         sink.close(interrupted=True)
         raise
     listener.close()
-    first = "" if listener.first_audio is None else f"; first audio {listener.first_audio:.2f} s after the start"
+    first = "" if listener.first_audio is None else f"; first audio {listener.first_audio:.2f} s after the model was loaded"
     say(f"{'streamed' if req.stdout else 'played'} {listener.seconds:.1f} s{first}")
