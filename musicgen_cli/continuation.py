@@ -61,8 +61,6 @@ class Splice:
         self.seen, self.opened = 0, False
 
     def push(self, resynth: np.ndarray) -> np.ndarray:
-        from . import audio
-
         at = self.seen - self.skip  # where this chunk starts, counted from the crossfade's start
         self.seen += resynth.shape[1]
         part = audio.match_channels(resynth, self.channels)[:, max(0, -at) : max(0, min(self.wanted - at, resynth.shape[1]))]
