@@ -15,7 +15,7 @@ import torch
 from . import audio
 from .errors import MusicgenError
 from .generation import FrameSink, Progress
-from .options import check_continuation
+from .options import PROMPT_SECONDS, check_continuation
 from .sampling import SamplingOptions
 
 CROSSFADE_SECONDS = 0.05
@@ -23,21 +23,33 @@ CROSSFADE_SECONDS = 0.05
 
 def default_prompt_seconds(mg) -> float:
     """How much of the input the model hears by default: 10 s, or a third of a shorter window."""
-    return min(10.0, mg.max_duration / 3)
+    return min(PROMPT_SECONDS, mg.max_duration / 3)
 
 
-def plan(mg, samples: int, duration: float, prompt_seconds: float) -> tuple[int, int]:
-    """Check a request to continue `samples` samples to `duration` seconds -> (prompt samples: the
-    last `prompt_seconds` of the input at most, in whole codec frames; frames for the model to make,
-    the prompt's included: math.inf for a `duration` of math.inf)."""
+def at_model_rate(mg, wav: np.ndarray, sr: int, start: int) -> tuple[np.ndarray, int]:
+    """The end of an input, `wav` [C, n] at `sr` whose first sample is the input's `start`-th, at the
+    model's rate -> (audio, how many of the whole input's samples at the model's rate precede it).
+    It starts at the first input sample that falls on the model rate's grid, so that it is the tail
+    of what resampling the whole input gives (but for the resampler's settling at its start)."""
+    step = sr // math.gcd(sr, mg.sample_rate)  # input samples between two instants on both grids
+    skip = -start % step
+    return audio.resample(wav[:, skip:], sr, mg.sample_rate), (start + skip) // step * (mg.sample_rate * step // sr)
+
+
+def plan(mg, samples: int, duration: float, prompt_seconds: float, available: int | None = None) -> tuple[int, int]:
+    """Check a request to continue an input of `samples` samples to `duration` seconds, of which the
+    last `available` (default: all) are at hand -> (prompt samples: the last `prompt_seconds` of the
+    input at most, in whole codec frames; frames for the model to make, the prompt's included: math.inf
+    for a `duration` of math.inf, a stream without end)."""
     sr, hop = mg.sample_rate, mg.codec.hop_length
-    check_continuation(samples / sr, duration)
+    if duration != math.inf:
+        check_continuation(samples / sr, duration, only_new=True)
     if not 0 < prompt_seconds < mg.max_duration:
         raise MusicgenError(f"--prompt-seconds must be above 0 and below {mg.max_duration:g}, got {prompt_seconds:g}")
-    prompt = min(int(prompt_seconds * sr), samples) // hop * hop
+    prompt = min(int(prompt_seconds * sr), samples if available is None else available) // hop * hop
     if prompt == 0:
         raise MusicgenError(f"the input is too short to continue: at least {hop / sr * 1000:g} ms are needed")
-    if duration == math.inf:  # a stream without end
+    if duration == math.inf:
         return prompt, math.inf
     return prompt, prompt // hop + math.ceil((round(duration * sr) - samples) / hop)
 
@@ -90,24 +102,27 @@ def continue_audio(
     options: SamplingOptions = SamplingOptions(),
     stride: float | None = None,
     progress: Progress | None = None,
+    before: int = 0,
     on_frames: FrameSink | None = None,
 ) -> np.ndarray:
-    """Continue `wav` [C, N] (at the model's sample rate, mono or stereo) until it lasts `duration`
-    seconds. Returns [max(C, model channels), round(duration * sample_rate)] float32. `on_frames`
-    gets the codes as they are made (streaming.Listener, with `splicer` as its shaper)."""
+    """Continue an input until it lasts `duration` seconds: `wav` [C, N] is the input (at the model's
+    sample rate, mono or stereo), or its end, `before` samples from its start (at_model_rate). Returns
+    [max(C, model channels), round(duration * sample_rate) - before] float32: `wav`, then the new audio.
+    `on_frames` gets the codes as they are made (streaming.Listener, with `splicer` as its shaper)."""
     n = wav.shape[1]
     prompt_seconds = default_prompt_seconds(mg) if prompt_seconds is None else prompt_seconds
-    prompt, frames = plan(mg, n, duration, prompt_seconds)
+    prompt, frames = plan(mg, before + n, duration, prompt_seconds, available=n)
     model_in = torch.from_numpy(np.ascontiguousarray(audio.match_channels(wav[:, n - prompt :], mg.channels)))
     codes = mg.generate_codes(
         [description], frames / mg.frame_rate, options, stride, progress, audio=model_in[None], on_frames=on_frames
     )
-    return splicer(mg, wav, duration, prompt_seconds).push(mg.decode(codes)[0].cpu().numpy())
+    return splicer(mg, wav, duration, prompt_seconds, before).push(mg.decode(codes)[0].cpu().numpy())
 
 
-def splicer(mg, wav: np.ndarray, duration: float, prompt_seconds: float) -> Splice:
-    """The Splice that puts the re-synthesis of `wav` continued to `duration` after the user's own samples."""
-    prompt, _ = plan(mg, wav.shape[1], duration, prompt_seconds)
+def splicer(mg, wav: np.ndarray, duration: float, prompt_seconds: float, before: int = 0) -> Splice:
+    """The Splice that puts the re-synthesis of `wav` (the input's end, `before` samples from its
+    start) continued to `duration` after the user's own samples."""
+    prompt, _ = plan(mg, before + wav.shape[1], duration, prompt_seconds, available=wav.shape[1])
     channels, sr = max(wav.shape[0], mg.channels), mg.sample_rate
-    total = None if duration == math.inf else round(duration * sr)
+    total = None if duration == math.inf else round(duration * sr) - before
     return Splice(audio.match_channels(wav, channels), prompt, total, round(CROSSFADE_SECONDS * sr))

@@ -264,8 +264,9 @@ def test_ctrl_c_ends_an_endless_stream_with_valid_audio(mono_ckpt):
     while len(out) < 44 + 3 * 64000 and time.monotonic() < deadline:  # 3 s of audio out
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    stderr = proc.communicate(timeout=120)[1].decode()
+    proc.wait(timeout=120)  # not communicate(): it would read standard output too, racing the reader
     reader.join()
+    stderr = proc.stderr.read().decode()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     header, samples = parse_wav(bytes(out))

@@ -54,11 +54,14 @@ def locate() -> Path:
     if build.verified(build.PREBUILT, digest):
         return build.PREBUILT
     target = cache_dir() / f"cpu-{digest}.so"
-    if not build.verified(target, digest):  # missing, stale, damaged or foreign: build it anew
+    if not build.verified(target, digest):  # missing, or damaged or foreign (its name is ours): build it anew
+        damaged = f"{target} did not match its stamp (damaged, or not ours); " if target.exists() else ""
         try:
             build.compile_library(target)
         except (RuntimeError, OSError) as e:
-            raise KernelUnavailable(str(e)) from e
+            raise KernelUnavailable(f"{damaged}{e}") from e
+        if damaged:
+            warnings.warn(f"{damaged}rebuilt it", stacklevel=2)
     return target
 
 
@@ -67,7 +70,7 @@ SIGNATURES = {
     "mg_linear_f32": [P, I, I, P, I, P],
     "mg_linear_bf16": [P, I, I, P, I, P],
     "mg_linear_i8": [P, I, I, P, P, I, P],
-    "mg_sample": [P, I, I, I, I, F, F, I, F, I, U64, U64, P, P, I, I],
+    "mg_sample": [P, I, I, I, I, F, F, I, F, I, P, U64, P, P, I, I],
     "mg_step": [I, P, P, F, P, I, P],
 }
 
