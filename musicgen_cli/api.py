@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from .codec import Codec
 from .conditioning import TextConditioner, with_unconditional
 from .errors import MusicgenError
 from .files import one_line
-from .generation import Progress, generate_codes
+from .generation import FrameSink, Progress, generate_codes
 from .lm import MusicGenLM
 from .native.backends import Backend, BackendError, resolve
 from .options import SamplingOptions, check_duration
@@ -144,6 +145,7 @@ class MusicGen:
         audio: torch.Tensor | None = None,
         melody: torch.Tensor | None = None,
         score: torch.Tensor | None = None,
+        on_frames: FrameSink | None = None,
     ) -> torch.Tensor:
         """Descriptions (None: no description) -> codes [B, K, frames] for `duration` seconds.
 
@@ -153,21 +155,27 @@ class MusicGen:
             chroma, looped when shorter than the piece, each window from its own point in time.
         score: instead of `melody`, its chroma already made (score.py: from MIDI or chords),
             [B, frames, 12] at score.FRAME_RATE, looped and windowed the same way.
+        on_frames: receives the codes frame by frame as they are made (generation.generate_codes);
+            with `duration` math.inf, window follows window until interrupted, and only it gets them.
         Past `max_duration`, each new window keeps the last (max_duration - stride) seconds as its
         prompt; `stride` defaults to 60% of the window."""
         if not prompts:
             raise MusicgenError("no prompt given")
         if melody is not None or score is not None:
             self.require_melody()
-        frames = self.frames_for(duration)
+        frames = None if duration == math.inf else self.frames_for(duration)  # None: without end
         window = round(self.max_duration * self.frame_rate)
         stride = self.default_stride if stride is None else stride
-        if frames > window and not 0 < stride <= self.max_duration:
+        if (frames is None or frames > window) and not 0 < stride <= self.max_duration:
             raise MusicgenError(f"stride must be between 0 and {self.max_duration:g} seconds, got {stride:g}")
         if all(p is None for p in prompts) and melody is None and score is None:
             options = dataclasses.replace(options, cfg=1.0)  # both guidance rows would be the same
-        with self.backend.threads():  # a small model's text encoder too: torch's products round by thread count
-            states, mask = self.text(list(prompts))
+        with self.backend.threads():  # the text encoder and the codec too: torch's products round by thread
+            # count (a small model's), and a busy machine slowed them 10x on two
+            return self._generate(prompts, frames, window, stride, options, progress, audio, melody, score, on_frames)
+
+    def _generate(self, prompts, frames, window, stride, options, progress, audio, melody, score, on_frames):
+        states, mask = self.text(list(prompts))
         if options.guided:
             states, mask = with_unconditional(states, mask)
         condition = self._conditioning(states, mask, melody, score, len(prompts), options.guided)
@@ -177,12 +185,11 @@ class MusicGen:
             raise MusicgenError(f"{audio.shape[0]} audio prompts for {len(prompts)} descriptions")
         else:
             prompt = self.codec.encode(audio, self.lm.cfg.num_codebooks)
-        if prompt.shape[2] >= min(frames, window):
+        if prompt.shape[2] >= min(frames or window, window):
             raise MusicgenError("the audio prompt must be shorter than the requested duration and the model's window")
         stride_frames = max(1, round(stride * self.frame_rate))
         decoder = self.backend.decoder(options)
-        with self.backend.threads():
-            return generate_codes(decoder, frames, prompt, window, stride_frames, progress, condition)
+        return generate_codes(decoder, frames, prompt, window, stride_frames, progress, condition, on_frames)
 
     def _conditioning(self, states, mask, melody, score, batch: int, guided: bool):
         """Set the LM's conditioning; for a melody, return the per-window callback that sets it."""

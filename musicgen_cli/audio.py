@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from pathlib import Path
 
 import numpy as np
 
+from . import chunks
 from .errors import MusicgenError
 from .files import OUTPUT_FORMATS, json_writer, one_line, sidecar_path, write_files
 from .options import NORMALIZATIONS
@@ -191,17 +193,72 @@ def resample(wav: np.ndarray, from_sr: int, to_sr: int) -> np.ndarray:
 
 
 def remove_dc(wav: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Generated audio [..., samples] without its DC offset and the drift below DC_CUTOFF_HZ
-    (zero-phase: a raised-cosine gain over the spectrum), faded in and out over EDGE_FADE_SECONDS
-    so that the file neither starts nor ends with a click."""
-    wav = np.asarray(wav, dtype=np.float32)
-    n = wav.shape[-1]
-    wav = wav - wav.mean(axis=-1, keepdims=True)
-    ramp = np.clip(np.fft.rfftfreq(n, 1.0 / sample_rate) / DC_CUTOFF_HZ, 0.0, 1.0)
-    wav = np.fft.irfft(np.fft.rfft(wav, axis=-1) * (0.5 - 0.5 * np.cos(np.pi * ramp)), n=n, axis=-1)
-    fade = min(round(EDGE_FADE_SECONDS * sample_rate), n // 2)
-    if fade:
-        edge = np.linspace(0.0, 1.0, fade + 2)[1:-1]
-        wav[..., :fade] *= edge
-        wav[..., n - fade :] *= edge[::-1]
-    return wav.astype(np.float32)
+    """Generated audio [..., samples] without its DC offset and the drift below DC_CUTOFF_HZ,
+    faded in and out over EDGE_FADE_SECONDS so that the file neither starts nor ends with a click
+    (the whole piece through a Cleaner, as a stream goes through it chunk by chunk)."""
+    cleaner = Cleaner(sample_rate)
+    return chunks.cat([p for p in (cleaner.push(np.asarray(wav)), cleaner.end()) if p is not None])
+
+
+class Cleaner:
+    """remove_dc for audio that arrives in pieces: push(wav [..., n]) -> the cleaned samples that
+    are final (all but the last EDGE_FADE_SECONDS, held back in case they are the end); end() -> those,
+    faded out. The same samples as remove_dc of the whole, up to float rounding, so a streamed piece
+    equals the file made with the same seed.
+
+    The filter is causal (a stream cannot look ahead without delaying the first audio): a
+    second-order Butterworth high-pass at DC_CUTOFF_HZ, as its impulse response (truncated where
+    it has decayed below 1e-10) by FFT convolution. Before the first sample the signal is taken to
+    have stood at that sample's value, so an offset at the start does not ring."""
+
+    def __init__(self, sample_rate: int):
+        h = _dc_filter(sample_rate)
+        self.filter = chunks.Overlap(lambda x: _convolve(x, h), len(h) - 1, 0)
+        self.fade = round(EDGE_FADE_SECONDS * sample_rate)
+        self.ramp = np.linspace(0.0, 1.0, self.fade + 2)[1:-1]
+        self.seen = 0  # samples filtered so far
+        self.held: np.ndarray | None = None
+
+    def push(self, wav: np.ndarray) -> np.ndarray | None:
+        y = self.filter.push(np.asarray(wav, dtype=np.float64))
+        if y is None:
+            return None
+        if self.seen < self.fade:
+            n = min(self.fade - self.seen, y.shape[-1])
+            y[..., :n] *= self.ramp[self.seen : self.seen + n]
+        self.seen += y.shape[-1]
+        held = y if self.held is None else np.concatenate([self.held, y], axis=-1)
+        self.held = held[..., max(0, held.shape[-1] - self.fade) :]
+        out = held[..., : held.shape[-1] - self.held.shape[-1]]
+        return out.astype(np.float32) if out.shape[-1] else None
+
+    def end(self) -> np.ndarray | None:
+        if self.held is None:
+            return None
+        n = self.held.shape[-1]
+        return (self.held * self.ramp[::-1][self.fade - n :]).astype(np.float32)
+
+
+@functools.cache
+def _dc_filter(sample_rate: int) -> np.ndarray:
+    """The impulse response of a second-order Butterworth high-pass at DC_CUTOFF_HZ (the bilinear
+    transform's biquad, as in the Audio EQ Cookbook)."""
+    w0 = 2 * np.pi * DC_CUTOFF_HZ / sample_rate
+    cos, alpha = np.cos(w0), np.sin(w0) / np.sqrt(2.0)  # Q = 1/sqrt(2)
+    b = np.array([(1 + cos) / 2, -(1 + cos), (1 + cos) / 2]) / (1 + alpha)
+    a1, a2 = -2 * cos / (1 + alpha), (1 - alpha) / (1 + alpha)
+    taps = int(np.ceil(np.log(1e-10) / np.log(np.sqrt(a2)))) + 3  # the poles' radius is sqrt(a2)
+    h, y1, y2 = np.zeros(taps), 0.0, 0.0
+    for n in range(taps):
+        y = (b[n] if n < 3 else 0.0) - a1 * y1 - a2 * y2
+        h[n], y1, y2 = y, y, y1
+    return h
+
+
+def _convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Causal convolution of x [..., n] with h, the signal held at x[..., 0] before its start -> [..., n]."""
+    pad = len(h) - 1
+    x = np.concatenate([np.repeat(x[..., :1], pad, axis=-1), x], axis=-1)
+    size = 1 << (x.shape[-1] + pad - 1).bit_length()
+    y = np.fft.irfft(np.fft.rfft(x, size, axis=-1) * np.fft.rfft(h, size), size, axis=-1)
+    return y[..., pad : x.shape[-1]]

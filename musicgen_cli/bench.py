@@ -8,7 +8,9 @@ the same number of decode steps. The text encoder and codec are kept tiny (they 
 piece, not per step). Each side runs in its own process, so that its peak memory is its own.
 Prints medians, ratios to transformers, and the per-step floor: the bytes of decoder weights a
 step must read over the memory read bandwidth, which each side's process measures right after its
-own runs (this machine's bandwidth drifts by a quarter over minutes).
+own runs (this machine's bandwidth drifts by a quarter over minutes). For our side also the time
+to first audio of a stream (`-o -`, `--play`): from the prompt to the first decoded samples, with
+MusicGen's full-size EnCodec (random weights) decoding in chunks.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class Result:
     peak: int
     weight_bytes: int
     bandwidth: float  # bytes/s, measured in the same process right after the runs
+    first_audio: float | None = None  # seconds from the prompt to the first streamed audio (ours)
 
 
 def measure(side: str, backend: str, dtype: str, size: str, device: str, steps: int, repeats: int, threads: int) -> Result:
@@ -127,7 +130,7 @@ def measure(side: str, backend: str, dtype: str, size: str, device: str, steps: 
     if side == "transformers":
         del lm
 
-        def run():
+        def run(on_frames=None):
             hf.generate(input_ids=ids, attention_mask=mask, do_sample=True, top_k=250, guidance_scale=3.0, max_new_tokens=steps)
         name = "transformers generate, float32"
     else:
@@ -136,11 +139,12 @@ def measure(side: str, backend: str, dtype: str, size: str, device: str, steps: 
         chosen = Backend(lm, backend, dtype)
         opts = SamplingOptions(top_k=250, cfg=3.0, seed=0)
 
-        def run():
+        def run(on_frames=None):
             states = text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
             lm.set_conditioning(*with_unconditional(states, mask))
             empty = torch.zeros(1, 4, 0, dtype=torch.long, device=dev)
-            generate_codes(chosen.decoder(opts), steps - 3, empty, window=1500, stride=900)  # 3: the pattern's overhang
+            generate_codes(chosen.decoder(opts), steps - 3, empty, window=1500, stride=900,  # 3: the pattern's overhang
+                           on_frames=on_frames)
         name = f"musicgen --backend {chosen.name} --dtype {chosen.dtype}"
     gc.collect()
     with torch.inference_mode():
@@ -154,7 +158,41 @@ def measure(side: str, backend: str, dtype: str, size: str, device: str, steps: 
             sync(dev)
             times.append(time.perf_counter() - start)
     peak = peak_memory(dev)  # before the bandwidth test's buffer
-    return Result(name, times, peak, weight_bytes, read_bandwidth(dev))
+    first = None if side == "transformers" else statistics.median(
+        first_audio(lambda on_frames: run(on_frames), chosen, dev) for _ in range(repeats))
+    return Result(name, times, peak, weight_bytes, read_bandwidth(dev), first)
+
+
+def first_audio(run, backend, dev: torch.device) -> float:
+    """Seconds from the prompt to the first samples a stream gives (`-o -`, --play): text encoding,
+    prefill, the steps until the first frame and the codec's look-ahead are drawn, and the chunked
+    decode (streaming.Listener) with MusicGen's EnCodec (random weights, full size)."""
+    from types import SimpleNamespace
+
+    from .codec import Codec
+    from .encodec import EnCodec, EnCodecConfig
+    from .streaming import Listener
+
+    class Heard(Exception):
+        pass
+
+    class Sink:
+        def write(self, wav):
+            raise Heard
+
+        def close(self, interrupted=False):
+            pass
+
+    torch.manual_seed(0)
+    codec = Codec(EnCodec(EnCodecConfig()).eval().to(dev))
+    start = time.perf_counter()
+    listener = Listener(SimpleNamespace(codec=codec, sample_rate=codec.sample_rate, backend=backend), Sink(), None)
+    try:
+        with torch.inference_mode():
+            run(listener)
+    except Heard:
+        return time.perf_counter() - start
+    raise RuntimeError("the stream gave no audio")
 
 
 def in_process(*args) -> Result:
@@ -174,11 +212,11 @@ def run(size: str = "small", dtypes: list[str] = ("float32",), backend: str = "a
         results.append(in_process("ours", backend, dtype, size, device, steps, repeats, threads))
     base = statistics.median(results[0].times)
     print(f"  {'':44s} {'ms/step':>8s} {'x real time':>11s} {'peak mem':>9s} {'weights/step':>12s} "
-          f"{'read GB/s':>9s} {'floor ms':>8s} {'x floor':>7s} {'speed-up':>8s}")
+          f"{'read GB/s':>9s} {'floor ms':>8s} {'x floor':>7s} {'speed-up':>8s} {'1st audio':>9s}")
     for r in results:
         t = statistics.median(r.times)
         floor = r.weight_bytes / r.bandwidth
         print(f"  {r.name:44s} {1000 * t / steps:8.1f} {steps / 50 / t:11.3f} {r.peak / 2**30:7.2f} GB "
               f"{r.weight_bytes / 1e9:9.2f} GB {r.bandwidth / 1e9:9.1f} {1000 * floor:8.1f} {t / steps / floor:7.2f} "
-              f"{base / t:7.2f}x")
+              f"{base / t:7.2f}x {'-' if r.first_audio is None else f'{1000 * r.first_audio:.0f} ms':>9s}")
     return results

@@ -13,10 +13,10 @@ from typing import Optional
 
 import typer
 
-from . import __version__, batch, files, inputs, interrupts, jobs, registry
+from . import __version__, batch, files, inputs, interrupts, jobs, registry, streaming
 from .errors import MusicgenError, warning_line
 from .cli_options import (BACKEND, BARS, BPM, CFG, DEVICE, DTYPE, DURATION_HELP, FORCE, LOOP, METER, OFFLINE, OUTPUT,
-                          SEED, STRIDE, TEMPERATURE, TOP_K, TOP_P, model_option, normalize_option)
+                          PLAY, SEED, STRIDE, TEMPERATURE, TOP_K, TOP_P, model_option, normalize_option)
 from .options import MAX_SEED, PROMPT_SECONDS, check_continuation, check_duration, check_prompt_seconds
 
 # Nothing heavy is imported up here (torch, numpy, the model): arguments, paths and formats are
@@ -45,14 +45,21 @@ def load_model(model: Optional[str], device: str, backend: str, dtype: str, offl
     return mg
 
 
-def announce(mg, count: int, seconds: float, what: str = "", channels: Optional[int] = None) -> None:
+def announce(mg, count: int, seconds: float, what: str = "", channels: Optional[int] = None, stream=None, seed=None) -> None:
     layout = "stereo" if (channels or mg.channels) == 2 else "mono"
-    err.print(f"{count} × {seconds:g} s of {layout} {mg.sample_rate} Hz audio from {mg.name}{what}", highlight=False, soft_wrap=True)
+    length = "endless" if seconds == float("inf") else f"{seconds:g} s"
+    how = f", {'streamed' if stream.stdout else 'played'} as it is made (seed {seed})" if stream and stream.on else ""
+    err.print(f"{count} × {length} of {layout} {mg.sample_rate} Hz audio from {mg.name}{what}{how}", highlight=False, soft_wrap=True)
 
 
 def given(ctx: typer.Context, names) -> set[str]:
     """Which of these parameters the command line set (the rest are defaults)."""
     return {n for n in names if (source := ctx.get_parameter_source(n)) is not None and source.name == "COMMANDLINE"}
+
+
+def given_value(ctx: typer.Context, name: str, value):
+    """`value` if the command line set parameter `name`, else None."""
+    return value if given(ctx, [name]) else None
 
 
 @app.command()
@@ -67,6 +74,7 @@ def generate(
     meter: str = METER,
     loop: bool = LOOP,
     output: Optional[Path] = OUTPUT,
+    play: bool = PLAY,
     prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="A text file with one prompt per line."),
     variations: int = typer.Option(1, "--variations", help="Takes of each prompt, made in one batch (NAME-1, NAME-2, ...; the n-th file's seed is --seed + n - 1, and each can be made again alone with --again)."),
     top_k: int = TOP_K,
@@ -97,23 +105,29 @@ def generate(
     if not 1 <= variations <= 64:
         raise MusicgenError(f"--variations must be from 1 to 64, got {variations}")
     prompts = [p for p in prompts for _ in range(variations)]
-    seconds = loops.length(duration, bars, bpm, meter, default=10.0)
-    job = jobs.prepare(files.output_paths(prompts, output), force, normalize, top_k, top_p, temperature, cfg, seed,
-                       stride, device, duration=seconds, **loops.record(bpm, bars, meter, loop))
+    stream = streaming.request(output, play, duration, loop, len(prompts), given_value(ctx, "normalize", normalize))
+    seconds = float("inf") if stream.endless else loops.length(duration, bars, bpm, meter, default=10.0)
+    job = jobs.prepare(stream.files(files.output_paths(prompts, output)), force, normalize, top_k, top_p, temperature,
+                       cfg, seed, stride, device, duration=seconds, **loops.record(bpm, bars, meter, loop))
     mg = load_model(model, device, backend, dtype, offline)
-    made = loops.to_make(mg.frame_rate, seconds, bpm, bars, loop)
-    frames = mg.frames_for(made)
-    size = mg.batch_size(frames / mg.frame_rate, job.options.guided)
+    made = seconds if stream.endless else loops.to_make(mg.frame_rate, seconds, bpm, bars, loop)
+    frames = None if stream.endless else mg.frames_for(made)
+    size = len(prompts) if stream.on else mg.batch_size(frames / mg.frame_rate, job.options.guided)
     batches = mg.batches(prompts, size)
     why = "sized to memory" + ("; prompts of other lengths apart" if mg.melody else "")
-    announce(mg, len(prompts), seconds if bars or loop else frames / mg.frame_rate, f" in {len(batches)} batches of at "
-             f"most {size} ({why}; each batch's files are written when it is done)" if len(batches) > 1 else "")
+    announce(mg, len(prompts), seconds if bars or loop or stream.endless else frames / mg.frame_rate, f" in {len(batches)} "
+             f"batches of at most {size} ({why}; each batch's files are written when it is done)" if len(batches) > 1 else "",
+             stream=stream, seed=job.options.seed)
     seeds = [(job.options.seed + i) % (MAX_SEED + 1) for i in range(len(prompts))]  # each file's own
     for rows in batches:
         start = time.perf_counter()
         options = dataclasses.replace(job.options, seeds=tuple(seeds[i] for i in rows))
         chunk = [prompts[i] for i in rows]
-        codes = with_progress(mg, frames, lambda progress: mg.generate_codes(chunk, made, options, stride, progress))
+        with streaming.listening(stream, mg, length(mg, frames, seconds, bars), err.print) as listen:
+            codes = jobs.with_progress(mg, frames, lambda progress: mg.generate_codes(
+                chunk, made, options, stride, progress, on_frames=listen))
+        if not job.paths:
+            return
         per_output = [{"prompt": prompts[i], "seed": seeds[i], "frames": frames} for i in rows]
         jobs.finish(job, mg, decoded(mg, codes, seconds, bars, loop), stride, start, per_output, loop,
                     [job.paths[i] for i in rows])
@@ -130,6 +144,11 @@ def decoded(mg, codes, seconds: float, bars, loop: bool) -> list:
     return loops.fit_length(wav, seconds, mg.sample_rate, loop) if bars or loop else list(wav)
 
 
+def length(mg, frames: Optional[int], seconds: float, bars) -> Optional[int]:
+    """The samples `decoded` gives without a loop (None: a stream without end)."""
+    return None if frames is None else round(seconds * mg.sample_rate) if bars else frames * mg.codec.hop_length
+
+
 @app.command("continue")
 def continue_(
     ctx: typer.Context,
@@ -143,6 +162,7 @@ def continue_(
     prompt_seconds: Optional[float] = typer.Option(None, "--prompt-seconds", help="The model hears at most this many seconds of the input's end (default: 10, or a third of the model's window when that is less)."),
     only_new: bool = typer.Option(False, "--only-new", help="Write only the new part, not the input."),
     output: Optional[Path] = OUTPUT,
+    play: bool = PLAY,
     top_k: int = TOP_K,
     top_p: float = TOP_P,
     temperature: float = TEMPERATURE,
@@ -170,19 +190,21 @@ def continue_(
     if prompt is not None and not prompt.strip():
         raise MusicgenError("--prompt is empty")
     prompt = jobs.capped(prompt, "--prompt")
+    stream = streaming.request(output, play, duration, normalize=given_value(ctx, "normalize", normalize))
     check_prompt_seconds(prompt_seconds)
     frames, sr, channels = inputs.audio_length(input)  # the header: the rest is read once checked
     from . import loops
 
     if duration is None or bars is not None:  # the bars (or 10 s) added to the input; both given: an error
         duration = frames / sr + loops.length(duration, bars, bpm, meter, default=10.0)
-    check_continuation(frames / sr, duration, only_new)
+    if not stream.endless:
+        check_continuation(frames / sr, duration, only_new)
     if channels > 2:
         raise MusicgenError(f"{input} has {channels} channels; continue takes mono or stereo audio")
     # with --only-new, only what the model hears is read (the default is at most PROMPT_SECONDS)
-    wav, sr, first = inputs.read_end(input, output, (prompt_seconds or PROMPT_SECONDS) if only_new else None)
+    wav, sr, first = inputs.read_end(input, stream.output(output), (prompt_seconds or PROMPT_SECONDS) if only_new else None)
     path = output if output is not None else Path(f"{files.slug(input.stem)}-continued.wav")
-    job = jobs.prepare([path], force, normalize, top_k, top_p, temperature, cfg, seed, stride, device, duration=duration,
+    job = jobs.prepare(stream.files([path]), force, normalize, top_k, top_p, temperature, cfg, seed, stride, device, duration=duration,
                   input=str(input), prompt=prompt, only_new=only_new, **loops.record(bpm, bars, meter, False))
     mg = load_model(model, device, backend, dtype, offline)
     from . import continuation
@@ -192,15 +214,19 @@ def continue_(
     wav, before = continuation.at_model_rate(mg, wav, sr, first)
     _, made = continuation.plan(mg, before + wav.shape[1], duration, prompt_seconds, available=wav.shape[1])
     written = duration - (before + wav.shape[1]) / mg.sample_rate if only_new else duration
-    announce(mg, 1, written, f", continuing {input.name}", channels=max(wav.shape[0], mg.channels))
+    announce(mg, 1, written, f", continuing {input.name}", max(wav.shape[0], mg.channels), stream, job.options.seed)
     start = time.perf_counter()
-    out = with_progress(mg, made, lambda progress: continuation.continue_audio(
-        mg, wav, duration, prompt_seconds, prompt, job.options, stride, progress, before))
-    jobs.finish(job, mg, [out[:, wav.shape[1] :] if only_new else out], stride, start, [{}])
+    splice = continuation.splicer(mg, wav, duration, prompt_seconds, before)
+    with streaming.listening(stream, mg, splice.total, err.print, splice, start=wav.shape[1] if only_new else 0) as listen:
+        out = jobs.with_progress(mg, None if stream.endless else made, lambda progress: continuation.continue_audio(
+            mg, wav, duration, prompt_seconds, prompt, job.options, stride, progress, before, on_frames=listen))
+    if job.paths:
+        jobs.finish(job, mg, [out[:, wav.shape[1] :] if only_new else out], stride, start, [{}])
 
 
 @app.command()
 def melody(
+    ctx: typer.Context,
     input: Optional[Path] = typer.Argument(None, help="The tune to follow: audio (hummed, sung, played: WAV, FLAC, OGG, MP3) or a MIDI file."),
     style: Optional[str] = typer.Option(None, "--style", "-s", help="The music around it: \"orchestral\", or a whole sentence."),
     chords: Optional[str] = typer.Option(None, "--chords", help="A chord chart to follow instead of a file, e.g. \"Am F C G\" (each chord's root)."),
@@ -211,8 +237,9 @@ def melody(
     beats_per_chord: float = typer.Option(4.0, "--beats-per-chord", help="Beats each chord of --chords lasts."),
     track: Optional[str] = typer.Option(None, "--track", help="The MIDI track with the melody, by name or number (default: one named melody/lead/vocal..., else all, highest note wins)."),
     model: Optional[str] = model_option(melody=True),
-    duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Seconds of audio (default: the melody's length; a shorter melody loops)."),
+    duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Seconds of audio (default: the melody's length; a shorter melody loops); inf with -o - or --play: until Ctrl-C."),
     output: Optional[Path] = OUTPUT,
+    play: bool = PLAY,
     top_k: int = TOP_K,
     top_p: float = TOP_P,
     temperature: float = TEMPERATURE,
@@ -232,12 +259,15 @@ def melody(
     style = jobs.capped(style, "--style")
     from . import loops
 
-    if duration is not None:
+    stream = streaming.request(output, play, duration, loop, normalize=given_value(ctx, "normalize", normalize))
+    endless = stream.endless
+    if duration is not None and not endless:
         check_duration(duration)
-    kind, tune, seconds, what = inputs.read_tune(input, output, chords, bpm or 120.0, beats_per_chord, track, duration)
-    duration = loops.length(duration, bars, bpm, meter, default=seconds)
+    kind, tune, seconds, what = inputs.read_tune(input, stream.output(output), chords, bpm or 120.0, beats_per_chord,
+                                                 track, None if endless else duration)
+    duration = float("inf") if endless else loops.length(duration, bars, bpm, meter, default=seconds)
     name = f"{files.slug(input.stem) if input else 'chords'}-{files.slug(style) if style else 'melody'}.wav"
-    job = jobs.prepare([output if output is not None else Path(name)], force, normalize, top_k, top_p, temperature,
+    job = jobs.prepare(stream.files([output if output is not None else Path(name)]), force, normalize, top_k, top_p, temperature,
                   cfg, seed, stride, device, duration=duration, input=str(input) if input else None, style=style,
                   **{**({"chords": chords, "bpm": bpm or 120.0, "beats_per_chord": beats_per_chord} if chords else {}),
                      **({"track": track} if track else {}), **loops.record(bpm, bars, meter, loop)})
@@ -251,32 +281,18 @@ def melody(
         kwargs = {"melody": torch.from_numpy(audio.resample(audio.match_channels(wav, 1), sr, chroma.SAMPLE_RATE))}
     else:
         kwargs = {"score": torch.from_numpy(tune)[None]}
-    made = loops.to_make(mg.frame_rate, duration, bpm, bars, loop)
-    frames = mg.frames_for(made)
-    announce(mg, 1, duration if bars or loop else frames / mg.frame_rate, f", following {what}")
+    made = duration if endless else loops.to_make(mg.frame_rate, duration, bpm, bars, loop)
+    frames = None if endless else mg.frames_for(made)
+    announce(mg, 1, duration if bars or loop or endless else frames / mg.frame_rate, f", following {what}", None, stream,
+             job.options.seed)
     start = time.perf_counter()
-    codes = with_progress(mg, frames, lambda progress: mg.generate_codes(
-        [style], made, job.options, stride, progress, **kwargs))
+    with streaming.listening(stream, mg, length(mg, frames, duration, bars), err.print) as listen:
+        codes = jobs.with_progress(mg, frames, lambda progress: mg.generate_codes(
+            [style], made, job.options, stride, progress, on_frames=listen, **kwargs))
+    if not job.paths:
+        return
     wav = decoded(mg, codes, duration, bars, loop)
     jobs.finish(job, mg, [wav[0]], stride, start, [{}], loop)
-
-
-def with_progress(mg, frames: int, run):
-    """Call run(progress_callback) under a progress bar (under 80 columns): seconds of audio made,
-    steps per second, time left."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    seconds = frames / mg.frame_rate
-    done = TextColumn("{task.fields[made]:.1f}/" + f"{seconds:.1f} s audio" + " · {task.fields[rate]:.0f} steps/s")
-    columns = [TextColumn("generating"), BarColumn(bar_width=24), done, TimeRemainingColumn()]
-    with Progress(*columns, console=err) as bar:
-        task = bar.add_task("generate", total=None, made=0.0, rate=0.0)
-
-        def update(step: int, total: int) -> None:
-            bar.update(task, completed=step, total=total, made=seconds * step / total if total else 0.0,
-                       rate=bar.tasks[0].speed or 0.0)
-
-        return run(update)
 
 
 app.command("batch")(batch.command)  # musicgen_cli/batch.py: many prompts, resumable, on Ray or not

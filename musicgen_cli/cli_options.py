@@ -3,8 +3,9 @@
 import typer
 
 # Options every command takes (one definition each, shared by the commands' signatures).
-DURATION_HELP = "Seconds of audio; past the model's window (30 s for the published models, 10 s for the bundled one) in overlapping windows."
-OUTPUT = typer.Option(None, "--output", "-o", help="Output file: .wav, .flac, .ogg or .mp3.")
+DURATION_HELP = "Seconds of audio; past the model's window (30 s for the published models, 10 s for the bundled one) in overlapping windows; inf with -o - or --play: until Ctrl-C."
+OUTPUT = typer.Option(None, "--output", "-o", help="Output file: .wav, .flac, .ogg or .mp3; - streams WAV to standard output as it is made (e.g. | ffplay -nodisp -).")
+PLAY = typer.Option(False, "--play", help="Play through the default audio output as it is made (the optional extra: pip install 'musicgen-cli[play]'); with -o song.wav also writes the file.")
 TOP_K = typer.Option(250, "--top-k", help="Sample from the k most likely tokens (1 = greedy, 0 = off).")
 TOP_P = typer.Option(0.0, "--top-p", help="Nucleus sampling probability (0 = off).")
 TEMPERATURE = typer.Option(1.0, "--temperature", help="Softmax temperature (0 = greedy).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from . import codec_stream
 from .encodec import EnCodec
 
 
@@ -45,3 +46,29 @@ class Codec:
         parts = [codes[:, c :: self.channels] for c in range(self.channels)]
         out = [self.model.decode(p) for p in parts]
         return torch.cat(out, dim=1).float()
+
+    def stream(self) -> "Stream":
+        """A decoder for codes that arrive a few frames at a time (codec_stream.py)."""
+        return Stream(self)
+
+
+class Stream:
+    """push(codes [B, K, n], the next frames) -> waveform [B, channels, m] of the samples that are
+    now final, or None; end() -> the rest. All of it together equals Codec.decode of all the codes."""
+
+    def __init__(self, codec: Codec):
+        self.codec = codec
+        self.chains = [codec_stream.stream(codec.model) for _ in range(codec.channels)]
+
+    @torch.inference_mode()
+    def push(self, codes: torch.Tensor) -> torch.Tensor | None:
+        codes = codes.to(next(self.codec.model.parameters()).device)
+        return self._joined([chain.push(codes[:, c :: self.codec.channels]) for c, chain in enumerate(self.chains)])
+
+    @torch.inference_mode()
+    def end(self) -> torch.Tensor | None:
+        return self._joined([chain.end() for chain in self.chains])
+
+    @staticmethod
+    def _joined(parts: list) -> torch.Tensor | None:
+        return None if parts[0] is None else torch.cat(parts, dim=1).float()

@@ -175,16 +175,32 @@ class BundledCodec(nn.Module):
         as in a phase vocoder, plus the offset: a held note comes out as one continuous sinusoid. (Phases
         predicted frame by frame from frames that do not change repeat every hop: a comb at the frame rate.)
         """
+        spec, _ = self.spectrum(self.decoder(q))
+        return self.inverse(spec, samples or q.shape[-1] * self.config.hop_length)
+
+    def spectrum(self, out: torch.Tensor, phase: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's output [B, 3 * bins, T] -> STFT frames [B, bins, T] (complex) and each bin's
+        integrated phase after the last frame [B, bins], from which a later call carries on (``phase``;
+        None: the start of a piece). The running sum is kept in float64 and wrapped to one turn before
+        it meets float32, so a long piece keeps its phases exact and a piece decoded in chunks
+        (codec_stream.py) gets the same ones as in one go."""
         c = self.config
-        logmag, dev, offset = self.decoder(q).float().chunk(3, dim=1)
-        bins = torch.arange(c.dec_fft // 2 + 1, device=q.device, dtype=torch.float32)[:, None]
-        advance = 2 * torch.pi * c.hop_length / c.dec_fft * (bins + 2 * torch.tanh(dev))
-        phase = torch.cumsum(advance, dim=-1) + self.start_phase[:, None] + torch.pi * torch.tanh(offset)
-        spec = torch.exp(logmag.clamp(max=8.0)) * torch.exp(1j * phase)
+        logmag, dev, offset = out.float().chunk(3, dim=1)
+        bins = torch.arange(c.dec_fft // 2 + 1, device=out.device, dtype=torch.float64)[:, None]
+        advance = 2 * torch.pi * c.hop_length / c.dec_fft * (bins + 2 * torch.tanh(dev).double())
+        start = self.start_phase.double()[:, None] if phase is None else phase[..., None]
+        total = start + torch.cumsum(advance, dim=-1)
+        angle = torch.remainder(total, 2 * torch.pi).float() + torch.pi * torch.tanh(offset)
+        spec = torch.exp(logmag.clamp(max=8.0)) * torch.exp(1j * angle)
         spec = torch.cat([torch.zeros_like(spec[:, :2]), spec[:, 2:]], dim=1)  # nothing below 25 Hz: no DC offset
-        spec = torch.cat([spec, spec[..., -1:]], dim=-1)  # T + 1 centred frames cover T * hop samples
-        length = samples or q.shape[-1] * c.hop_length
-        wav = torch.istft(spec, c.dec_fft, c.hop_length, window=torch.hann_window(c.dec_fft, device=q.device),
+        return spec, torch.remainder(total[..., -1], 2 * torch.pi)
+
+    def inverse(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        """STFT frames [B, bins, T] -> waveform [B, 1, length] (T + 1 centred frames, the last one
+        repeated, cover T * hop samples)."""
+        c = self.config
+        spec = torch.cat([spec, spec[..., -1:]], dim=-1)
+        wav = torch.istft(spec, c.dec_fft, c.hop_length, window=torch.hann_window(c.dec_fft, device=spec.device),
                           center=True, length=length)
         return wav[:, None]
 

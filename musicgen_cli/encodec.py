@@ -164,8 +164,14 @@ class LSTM(nn.Module):
         self.lstm = nn.LSTM(dim, dim, cfg.num_lstm_layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x)[0]
+
+    def run(self, x: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
+        """forward, starting from `state` (None: the start of a piece); also returns the state after
+        the last step, from which the next part of the piece carries on (codec_stream.py)."""
         x = x.permute(2, 0, 1)  # [T, B, C]
-        return (self.lstm(x)[0] + x).permute(1, 2, 0)
+        y, state = self.lstm(x, state)
+        return (y + x).permute(1, 2, 0), state
 
 
 class ResidualBlock(nn.Module):

@@ -2,13 +2,14 @@
 
 Pieces longer than the model's window (30 s for the published models) are generated window by
 window: each new window starts from the last (window - stride) frames of tokens as its prompt,
-positions restart at 0, and only the new frames are kept. The codec decodes once at the end.
+positions restart at 0, and only the new frames are kept. The codec decodes once at the end, or,
+for a stream, chunk by chunk as frames are completed (`on_frames`; streaming.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -18,6 +19,7 @@ from .lm import MusicGenLM
 from .sampling import SamplingOptions, next_tokens
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
+FrameSink = Callable[[int, torch.Tensor], None]  # (the first frame's index, codes [B, K, n] of the next frames)
 
 
 @dataclass(frozen=True)
@@ -93,39 +95,78 @@ class Decoder:
                 logits = self.logits(self.rows(seq[:, :, col : col + 1]), col)
 
 
+def endless_windows(prompt: int, window: int, stride: int) -> Iterator[Window]:
+    """plan_windows without an end: each window after the first keeps (window - stride) frames."""
+    yield Window(prompt, window)
+    while True:
+        yield Window(window - stride, window)
+
+
+def handing_over(seq: torch.Tensor, delays: list[int], prompt: int, first: int, given: int,
+                 on_step: Callable[[], None], on_frames: FrameSink) -> Callable[[], None]:
+    """on_step for Decoder.fill that also hands over each frame of `seq` from `given` on as soon as
+    it is complete: frame t once column t + max(delays) + 1, its last codebook's, is drawn (the
+    prompt's frames at the first step)."""
+    col, done = first - 1, given
+
+    def step() -> None:
+        nonlocal col, done
+        col += 1
+        on_step()
+        complete = max(prompt, col - max(delays))
+        if complete > done:
+            on_frames(done, patterns.revert(seq, delays, complete, start=done))
+            done = complete
+
+    return step
+
+
 @torch.inference_mode()
-def generate_window(decoder: Decoder, prompt: torch.Tensor, frames: int, on_step: Callable[[], None] = lambda: None) -> torch.Tensor:
+def generate_window(decoder: Decoder, prompt: torch.Tensor, frames: int, on_step: Callable[[], None] = lambda: None,
+                    on_frames: FrameSink | None = None, given: int = 0) -> torch.Tensor:
     """prompt codes [B, K, P] -> codes [B, K, frames] (the prompt's frames included, unchanged).
 
-    The conditioning and caches must already be set (rows: B, or 2B with guidance).
+    The conditioning and caches must already be set (rows: B, or 2B with guidance). `on_frames`,
+    when given, receives the frames from `given` on as they are completed.
     """
     cfg = decoder.lm.cfg
     delays = patterns.delays_for(cfg.num_codebooks, cfg.channels)
     seq, known = patterns.build(prompt, delays, frames, cfg.special)
     first = int((~known).any(dim=1).any(dim=0).nonzero()[0])  # first column with a cell to sample
+    if on_frames is not None:
+        on_step = handing_over(seq, delays, prompt.shape[2], first, given, on_step, on_frames)
     decoder.fill(seq, known, first, on_step)
     return patterns.revert(seq, delays, frames)
 
 
 def generate_codes(
     decoder: Decoder,
-    frames: int,
+    frames: int | None,
     prompt: torch.Tensor,
     window: int,
     stride: int,
     progress: Progress | None = None,
     condition: Callable[[int], None] | None = None,
+    on_frames: FrameSink | None = None,
 ) -> torch.Tensor:
     """Generate `frames` frames after the prompt codes [B, K, P] (P may be 0), long pieces in windows.
 
     `condition(first_frame)`, when given, sets the LM's conditioning for the window that starts at
     frame `first_frame` of the piece (melody models: the melody from that point on); otherwise the
-    conditioning already set on `lm` serves every window. Returns codes [B, K, frames] including
-    the prompt's frames.
+    conditioning already set on `lm` serves every window. `on_frames(first_frame, codes [B, K, n])`
+    receives the piece's frames, the prompt's first, as soon as each is complete. Returns codes
+    [B, K, frames] including the prompt's frames.
+
+    frames None: window after window until interrupted, keeping only the frames the next window
+    starts from (memory stays flat); the frames reach the caller only through `on_frames`, and
+    `progress` gets 0 as the number of steps in all.
     """
     delays = patterns.delays_for(decoder.lm.cfg.num_codebooks, decoder.lm.cfg.channels)
-    plan = plan_windows(frames, prompt.shape[2], window, stride)
-    total_steps = sum(steps_in(w, delays) for w in plan)
+    if frames is None:
+        plan, total_steps, longest = endless_windows(prompt.shape[2], window, stride), 0, window
+    else:
+        plan = plan_windows(frames, prompt.shape[2], window, stride)
+        total_steps, longest = sum(steps_in(w, delays) for w in plan), max(w.total for w in plan)
     done = 0
 
     def on_step() -> None:
@@ -135,13 +176,17 @@ def generate_codes(
             progress(done, total_steps)
 
     rows = prompt.shape[0] * (2 if decoder.opts.guided else 1)
-    codes = prompt
+    codes, base = prompt, 0  # codes: frames base .. base + codes.shape[2] of the piece
     for i, w in enumerate(plan):
-        first_frame = codes.shape[2] - w.prompt
+        first_frame = base + codes.shape[2] - w.prompt
         if condition is not None:
             condition(first_frame)
         if i == 0:  # after the first conditioning: the cache also holds a melody model's prefix
-            decoder.setup(rows, patterns.num_columns(max(w.total for w in plan), delays))
-        new = generate_window(decoder, codes[:, :, first_frame:], w.total, on_step)
-        codes = torch.cat([codes[:, :, :first_frame], new], dim=2)
+            decoder.setup(rows, patterns.num_columns(longest, delays))
+        sink = None if on_frames is None else lambda at, new, start=first_frame: on_frames(start + at, new)
+        new = generate_window(decoder, codes[:, :, first_frame - base :], w.total, on_step, sink, w.prompt if i else 0)
+        if frames is None:
+            codes, base = new, first_frame
+        else:
+            codes = torch.cat([codes[:, :, :first_frame], new], dim=2)
     return codes

@@ -3,6 +3,7 @@ last line says what was written before. Standard library only."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from pathlib import Path
@@ -47,3 +48,21 @@ def last_line() -> str:
     names = ", ".join(str(p) for p in WRITTEN[:3]) + (f" and {len(WRITTEN) - 3} more" if len(WRITTEN) > 3 else "")
     return (f"musicgen: {how} after writing {len(WRITTEN)} file(s), each with its sidecar: {names}; "
             "nothing else was left behind")
+
+
+@contextlib.contextmanager
+def deferred():
+    """Ctrl-C and SIGTERM wait until the block is done (e.g. a chunk of a stream decoded and written
+    whole), then act as they would have. In the main thread; elsewhere the block just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in caught[:1]:
+            signal.raise_signal(s)

@@ -89,3 +89,23 @@ def write_output(path: Path, wav, sample_rate: int, normalize: str, sidecar: dic
         err.print(f"{path} appeared while this run worked, so it was kept; wrote {written} instead {what}", highlight=False, soft_wrap=True)
     else:
         err.print(f"wrote {path} {what}", highlight=False)
+
+
+def with_progress(mg, frames: int | None, run):
+    """Call run(progress_callback) under a progress bar (under 80 columns): seconds of audio made,
+    steps per second, time left. frames None: a stream without end (seconds so far, no bar)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    seconds = None if frames is None else frames / mg.frame_rate
+    done = TextColumn("{task.fields[made]:.1f}" + ("" if seconds is None else f"/{seconds:.1f}") + " s audio"
+                      " · {task.fields[rate]:.0f} steps/s")
+    columns = [TextColumn("generating"), done] if seconds is None else [
+        TextColumn("generating"), BarColumn(bar_width=24), done, TimeRemainingColumn()]
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task("generate", total=None, made=0.0, rate=0.0)
+
+        def update(step: int, total: int) -> None:
+            made = step / mg.frame_rate if seconds is None else seconds * step / total if total else 0.0
+            bar.update(task, completed=step, total=total or None, made=made, rate=bar.tasks[0].speed or 0.0)
+
+        return run(update)

@@ -55,7 +55,7 @@ def build(codes: torch.Tensor, delays: list[int], frames: int, special: int) -> 
     return seq, known
 
 
-def revert(seq: torch.Tensor, delays: list[int], frames: int) -> torch.Tensor:
-    """Inverse of `build`: [B, K, columns] -> codes [B, K, frames]."""
-    cols = torch.arange(frames, device=seq.device)[None, :] + torch.tensor(delays, device=seq.device)[:, None] + 1
+def revert(seq: torch.Tensor, delays: list[int], frames: int, start: int = 0) -> torch.Tensor:
+    """Inverse of `build`: [B, K, columns] -> codes [B, K, frames - start] (frames start .. frames)."""
+    cols = torch.arange(start, frames, device=seq.device)[None, :] + torch.tensor(delays, device=seq.device)[:, None] + 1
     return torch.gather(seq, 2, cols.expand(seq.shape[0], -1, -1))

@@ -1,4 +1,5 @@
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,11 @@ os.environ["OMP_NUM_THREADS"] = "1"
 # Tests never touch the internet: the default model falls back to the bundled one at once
 # (the hub tests point HF_ENDPOINT at a local server and lift this in their own processes).
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The Ctrl-C tests signal real processes. A suite started in the background by a shell without job
+# control (`cmd &` in a script) inherits SIGINT ignored, and so would every musicgen it starts (an
+# ignored signal stays ignored across exec): handled here, it reaches them as at a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
