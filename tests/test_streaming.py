@@ -254,9 +254,21 @@ def test_continue_and_melody_stream_the_files_samples(mono_ckpt, melody_ckpt, tm
         assert_same_samples(parse_wav(streamed.stdout)[1], sf.read(tmp_path / "out.wav", dtype="int16", always_2d=True)[0])
 
 
-def test_ctrl_c_ends_an_endless_stream_with_valid_audio(mono_ckpt):
+@pytest.fixture
+def reaped():
+    """reaped(proc): a process without end, killed when the test ends, whatever happened in it."""
+    procs = []
+    yield procs.append
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_ctrl_c_ends_an_endless_stream_with_valid_audio(mono_ckpt, reaped):
     proc = subprocess.Popen([sys.executable, "-m", "musicgen_cli", "generate", "x", "-m", str(mono_ckpt), "-d", "inf",
                              "--seed", "1", "-o", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reaped(proc)
     out = bytearray()
     reader = threading.Thread(target=lambda: [out.extend(b) for b in iter(lambda: proc.stdout.read(65536), b"")])
     reader.start()
@@ -317,10 +329,11 @@ def test_play_sends_the_files_samples_to_the_output_device(stereo_ckpt, tmp_path
     assert samples.shape == file.shape and np.abs(samples - file).max() <= 1.01 / 32768  # the file's 16 bits
 
 
-def test_ctrl_c_stops_the_output_device_at_once(mono_ckpt, tmp_path):
+def test_ctrl_c_stops_the_output_device_at_once(mono_ckpt, tmp_path, reaped):
     out = tmp_path / "played.raw"
     proc = subprocess.Popen([sys.executable, "-m", "musicgen_cli", "generate", "x", "-m", str(mono_ckpt), "-d", "inf",
                              "--play"], stderr=subprocess.PIPE, env={**os.environ, **fake_device("ok", out)})
+    reaped(proc)
     deadline = time.monotonic() + 120
     while (not out.exists() or out.stat().st_size < 32000 * 4) and time.monotonic() < deadline:  # 1 s played
         time.sleep(0.05)
