@@ -18,7 +18,7 @@ from musicgen_cli.native import build, cpu
 def built_library(tmp_path_factory):
     """A good library and stamp for the current sources (copied from the cache, else built)."""
     try:
-        good = cpu.locate()
+        _, good = cpu.locate("avx2")
     except cpu.KernelUnavailable as e:
         pytest.skip(f"no CPU kernels here: {e}")
     return good
@@ -46,16 +46,16 @@ def test_damaged_cached_library_falls_back_with_one_line(built_library, mono_ckp
     cache), and no compiler to build a new one: one warning line, PyTorch runs, and says so."""
     checkout = checkout_copy(tmp_path)
     cache = tmp_path / "cache"
-    target = cache / "kernels" / f"cpu-{build.source_digest()}.so"
+    target = cache / "kernels" / f"cpu-avx2-{build.source_digest()}.so"
     target.parent.mkdir(parents=True)
     shutil.copyfile(built_library, target)
     shutil.copyfile(built_library.with_name(built_library.name + ".json"), target.with_name(target.name + ".json"))
-    for library in [target, checkout / "musicgen_cli" / "native" / build.PREBUILT.name]:
+    for library in [target, *(checkout / "musicgen_cli" / "native" / build.prebuilt(isa).name for isa in build.ISAS)]:
         if library.exists():
             damage(library, how)
     out = tmp_path / "a.wav"
     env = {**os.environ, "MUSICGEN_CACHE": str(cache), "CXX": "/bin/false", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(checkout)}
+           "PYTHONPATH": str(checkout), "MUSICGEN_CPU_ISA": "avx2"}
     done = subprocess.run([sys.executable, "-m", "musicgen_cli", "generate", "x", "-m", str(mono_ckpt), "-d", "0.5",
                            "--backend", "cpu", "--dtype", "int8", "-o", str(out)],
                           capture_output=True, text=True, env=env, timeout=300, cwd=checkout)

@@ -32,7 +32,7 @@ def forced_logits(mg: MusicGen, prompt: str, codes: torch.Tensor, cfg: float) ->
     delays = patterns.delays_for(lm.cfg.num_codebooks, lm.cfg.channels)
     seq, _ = patterns.build(codes, delays, codes.shape[2], lm.cfg.special)
     states, mask = with_unconditional(*mg.text([prompt]))
-    mg._conditioning(states, mask, None, 1, guided=True)
+    mg._conditioning(states, mask, None, None, 1, guided=True)
     decoder = mg.backend.decoder(SamplingOptions(top_k=1, cfg=cfg))
     decoder.setup(2, seq.shape[2])
     out = [decoder.logits(decoder.rows(seq[:, :, :1]), 0)]
