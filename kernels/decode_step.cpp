@@ -139,7 +139,7 @@ void attention(const float* q, long qstride, const KV* K, const KV* V, const flo
 #pragma omp parallel
     {
         std::vector<float> s(n + 8);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int task = 0; task < R * H; ++task) {
             const int r = task / H, h = task % H;
             auto keys = [&](const KV* at, const float* scale) {

@@ -265,7 +265,7 @@ template <typename T, int M>
 void gemv(const typename T::Input& in, int m0, int K, const typename T::W* w, const float* wscale, int N, float* y) {
     constexpr int NR = M <= 2 ? 4 : 8 / M;
     const int blocks = (N + NR - 1) / NR;
-#pragma omp parallel for schedule(static) if ((long)N * K >= (1L << 16))
+#pragma omp parallel for schedule(dynamic, 16) if ((long)N * K >= (1L << 16))  // a busy core does less
     for (int blk = 0; blk < blocks; ++blk) {
         const int n0 = blk * NR;
         if (n0 + NR <= N)

@@ -127,7 +127,7 @@ def measure(side: str, backend: str, dtype: str, size: str, device: str, steps: 
     if side == "transformers":
         del lm
 
-        def run():
+        def run(steps=steps):
             hf.generate(input_ids=ids, attention_mask=mask, do_sample=True, top_k=250, guidance_scale=3.0, max_new_tokens=steps)
         name = "transformers generate, float32"
     else:
@@ -136,15 +136,19 @@ def measure(side: str, backend: str, dtype: str, size: str, device: str, steps: 
         chosen = Backend(lm, backend, dtype)
         opts = SamplingOptions(top_k=250, cfg=3.0, seed=0)
 
-        def run():
+        def run(steps=steps):
             states = text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
             lm.set_conditioning(*with_unconditional(states, mask))
             empty = torch.zeros(1, 4, 0, dtype=torch.long, device=dev)
             generate_codes(chosen.decoder(opts), steps - 3, empty, window=1500, stride=900)  # 3: the pattern's overhang
         name = f"musicgen --backend {chosen.name} --dtype {chosen.dtype}"
+        if chosen.lib is not None:  # which build of the CPU kernels: avx2 or avx512
+            name += f" ({chosen.lib.isa})"
     gc.collect()
     with torch.inference_mode():
-        run()  # warm-up: allocator, thread pool, kernels built, graphs captured once
+        # warm-up: allocator, thread pool, kernels built, graphs captured once (on the CPU 50 steps
+        # do that: a whole 30 s window of transformers takes minutes)
+        run(steps if dev.type == "cuda" else min(steps, 50))
         reset_peak(dev)
         times = []
         for _ in range(repeats):
@@ -173,12 +177,12 @@ def run(size: str = "small", dtypes: list[str] = ("float32",), backend: str = "a
     for dtype in dtypes:
         results.append(in_process("ours", backend, dtype, size, device, steps, repeats, threads))
     base = statistics.median(results[0].times)
-    print(f"  {'':44s} {'ms/step':>8s} {'x real time':>11s} {'peak mem':>9s} {'weights/step':>12s} "
+    print(f"  {'':50s} {'ms/step':>8s} {'x real time':>11s} {'peak mem':>9s} {'weights/step':>12s} "
           f"{'read GB/s':>9s} {'floor ms':>8s} {'x floor':>7s} {'speed-up':>8s}")
     for r in results:
         t = statistics.median(r.times)
         floor = r.weight_bytes / r.bandwidth
-        print(f"  {r.name:44s} {1000 * t / steps:8.1f} {steps / 50 / t:11.3f} {r.peak / 2**30:7.2f} GB "
+        print(f"  {r.name:50s} {1000 * t / steps:8.1f} {steps / 50 / t:11.3f} {r.peak / 2**30:7.2f} GB "
               f"{r.weight_bytes / 1e9:9.2f} GB {r.bandwidth / 1e9:9.1f} {1000 * floor:8.1f} {t / steps / floor:7.2f} "
               f"{base / t:7.2f}x")
     return results
