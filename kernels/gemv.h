@@ -76,7 +76,7 @@ inline __mmask64 first(int count) { return count >= 64 ? ~0ULL : (1ULL << count)
 
 // acc + the dot products of a (unsigned bytes) and b (signed bytes), or of bf16 pairs, accumulated
 // in place: through the intrinsics GCC 12 copies the accumulator there and back at every use,
-// which puts two moves into each accumulator's chain of dependencies (a third of the speed).
+// which puts two moves into each accumulator's chain of dependencies.
 inline __m512i dpbusd(__m512i acc, __m512i a, __m512i b) {
     asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
     return acc;
@@ -232,7 +232,7 @@ struct I8 {
 // each chunk of a weight row loaded once for all M input rows. The products are bound by memory
 // reads: each chunk asks for the same chunk of the next block of rows (the thread's next work, a
 // block ahead), which the hardware prefetchers, confined to 4 KB pages, do not fetch early enough
-// (a whole step's products took 15% less time).
+// (a whole step's products took about 15% less CPU time on one thread).
 template <typename T, int M, int R>
 inline void rows(const typename T::Input& in, int m0, int K, const typename T::W* w, const float* wscale, int n0,
                  int N, float* y) {

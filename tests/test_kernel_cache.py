@@ -63,3 +63,47 @@ def test_damaged_cached_library_falls_back_with_one_line(built_library, mono_ckp
     assert done.stderr.count("CPU fast path unavailable, using PyTorch: building the CPU kernels failed") == 1, done.stderr
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["backend"] == "cpu-pytorch" and sidecar["dtype"] == "int8"
+
+
+AVX512 = {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16"}
+
+
+def test_the_best_build_the_cpu_runs(monkeypatch):
+    """AVX-512 (VNNI and BF16) before AVX2 where /proc/cpuinfo lists them; MUSICGEN_CPU_ISA picks one
+    the CPU runs, and a CPU without AVX2 and FMA gets none."""
+    monkeypatch.delenv("MUSICGEN_CPU_ISA", raising=False)
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: AVX512)
+    assert cpu.isas() == ["avx512", "avx2"]
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: AVX512 - {"avx512_bf16"})
+    assert cpu.isas() == ["avx2"]
+    monkeypatch.setenv("MUSICGEN_CPU_ISA", "avx512")
+    with pytest.raises(cpu.KernelUnavailable, match="MUSICGEN_CPU_ISA=avx512: this CPU runs avx2"):
+        cpu.isas()
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: AVX512)
+    assert cpu.isas() == ["avx512"]
+    monkeypatch.setenv("MUSICGEN_CPU_ISA", "avx2")
+    assert cpu.isas() == ["avx2"]
+    monkeypatch.delenv("MUSICGEN_CPU_ISA")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: {"sse2", "avx"})
+    with pytest.raises(cpu.KernelUnavailable, match="need AVX2 and FMA"):
+        cpu.isas()
+
+
+def test_a_failed_avx512_build_falls_back_to_avx2(built_library, tmp_path, monkeypatch):
+    """A compiler that cannot build the AVX-512 library (too old): the AVX2 one is used."""
+    monkeypatch.delenv("MUSICGEN_CPU_ISA", raising=False)
+    monkeypatch.setenv("MUSICGEN_CACHE", str(tmp_path))
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: AVX512)
+    target = cpu.cache_dir() / f"cpu-avx2-{build.source_digest(isa='avx2')}.so"
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(built_library, target)
+    shutil.copyfile(built_library.with_name(built_library.name + ".json"), target.with_name(target.name + ".json"))
+    tried = []
+
+    def old_compiler(target, sources=None, compiler=None, isa="avx2"):
+        tried.append(isa)
+        raise RuntimeError("building the CPU kernels failed: unrecognized command-line option '-mavx512bf16'")
+
+    monkeypatch.setattr(build, "compile_library", old_compiler)
+    monkeypatch.setattr(build, "prebuilt", lambda isa: tmp_path / "none.so")
+    assert cpu.locate() == ("avx2", target) and tried == ["avx512"]

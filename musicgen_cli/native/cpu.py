@@ -36,14 +36,18 @@ def cache_dir() -> Path:
     return Path(root) / "kernels"
 
 
-def isas() -> list[str]:
-    """The library's builds this CPU runs, best first ($MUSICGEN_CPU_ISA: only that one)."""
+def cpu_flags() -> set[str]:
     if platform.machine().lower() not in ("x86_64", "amd64"):
         raise KernelUnavailable(f"the CPU kernels need an x86-64 CPU (this is {platform.machine()})")
     try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
+        return set(Path("/proc/cpuinfo").read_text().split())
     except OSError as e:
         raise KernelUnavailable("cannot read /proc/cpuinfo to check for AVX2 and FMA") from e
+
+
+def isas() -> list[str]:
+    """The library's builds this CPU runs, best first ($MUSICGEN_CPU_ISA: only that one)."""
+    flags = cpu_flags()
     runs = [isa for isa, (_, needs) in reversed(build.ISAS.items()) if flags.issuperset(needs)]
     if not runs:
         raise KernelUnavailable("the CPU kernels need AVX2 and FMA, which this CPU lacks")

@@ -90,7 +90,7 @@ class FastLM:
         card = self.cfg.card + 1
         self.embed = torch.cat([e.weight for e in lm.embed_tokens]).to(self.act)  # [K * (card + 1), dim]
         self.offsets = torch.arange(self.cfg.num_codebooks, device=device)[None, :, None] * card
-        self.k = self.v = self.k_scale = self.v_scale = None
+        self.k = self.v = self.k_scale = self.v_scale = self.position_table = None
         self.dtype, self.lib = dtype, lib
         self.fused = self.fused_step_fits()
         self.cache_dtype = {"bfloat16": torch.bfloat16, "int8": torch.int8}.get(dtype) if self.fused else None
@@ -107,6 +107,7 @@ class FastLM:
         if self.cache_dtype == torch.int8:  # a scale per head and position
             self.k_scale, self.v_scale = (torch.zeros(shape[:-1], device=device) for _ in range(2))
         self.step_table = None
+        self.position_table = None  # the steps' position embeddings, made at the first step
 
     def positions(self, start: int, columns: int) -> torch.Tensor:
         """Cache positions of columns start .. start + columns - 1 (the prefix comes first)."""
@@ -187,7 +188,9 @@ class FastLM:
         if self.step_table is None or self.step_table[0] is not lm.layers[0].cross_kv:
             self.step_table = (lm.layers[0].cross_kv, *self.bind())
         _, table, dims, _ = self.step_table
-        x = (self.embed_codes(codes) + sinusoidal_positions(positions, self.cfg.dim))[:, 0].contiguous()  # [R, dim]
+        if self.position_table is None:  # once, not one cos and sin per step
+            self.position_table = sinusoidal_positions(torch.arange(self.k.shape[3]), self.cfg.dim)
+        x = (self.embed_codes(codes) + self.position_table[positions])[:, 0].contiguous()  # [R, dim]
         logits = torch.empty(x.shape[0], self.cfg.num_codebooks * self.cfg.card)
         eps = lm.layer_norm.eps
         if self.lib.mg_step(DTYPES.index(self.dtype), table.data_ptr(), dims.data_ptr(), eps, x.data_ptr(),
