@@ -1,6 +1,7 @@
 // Counter-based random numbers shared by the CPU and CUDA samplers (Philox4x32-10, Salmon et al. 2011).
-// A draw depends only on (seed, step, row, codebook), so a seed repeats exactly and no generator
-// state has to be carried between decode steps or captured in a CUDA graph.
+// A draw depends only on (seed, step, codebook), so a seed repeats exactly and no generator state has
+// to be carried between decode steps or captured in a CUDA graph. Each batch row draws with its own
+// seed: a row's tokens do not depend on which rows share its batch.
 #pragma once
 #ifdef __CUDACC_RTC__
 typedef unsigned int u32;
@@ -19,9 +20,9 @@ MG_HD void mg_mulhilo(u32 a, u32 b, u32* hi, u32* lo) {
     *lo = (u32)p;
 }
 
-// Uniform double in [0, 1) for draw (row, codebook) of decode step `step` under `seed`.
-MG_HD double mg_uniform(u64 seed, u64 step, u32 row, u32 codebook) {
-    u32 c0 = (u32)step, c1 = (u32)(step >> 32), c2 = row, c3 = codebook;
+// Uniform double in [0, 1) for the draw of `codebook` at decode step `step` under a row's `seed`.
+MG_HD double mg_uniform(u64 seed, u64 step, u32 codebook) {
+    u32 c0 = (u32)step, c1 = (u32)(step >> 32), c2 = 0, c3 = codebook;
     u32 k0 = (u32)seed, k1 = (u32)(seed >> 32);
     for (int round = 0; round < 10; ++round) {
         u32 hi0, lo0, hi1, lo1;

@@ -55,14 +55,14 @@ int draw(std::vector<float>& l, int top_k, float top_p, double u, std::vector<Ke
 
 extern "C" {
 
-// Guidance, temperature, top-k, top-p and a seeded draw for every (batch row b, codebook k), the
-// token written into column `col` of seq [B, K, T] unless known[b, k, col] (prompt or special).
+// Guidance, temperature, top-k, top-p and a seeded draw for every (batch row b, codebook k) with row b's
+// own seed seeds[b] (B of them), the token written into column `col` of seq [B, K, T] unless known[b, k, col] (prompt or special).
 // logits: [R, K, V] with R = 2B under guidance (conditional rows, then unconditional), else B.
 // greedy: argmax of the guided logits (first index on ties), no draw.
 // Returns 0, or 1 without drawing the rest when a logit is NaN or infinite (a damaged model): with no
 // finite logit nothing could be kept, and the draw would read past the kept tokens.
 int mg_sample(const float* logits, int B, int K, int V, int guided, float cfg, float temperature, int top_k,
-               float top_p, int greedy, uint64_t seed, uint64_t step, int64_t* seq, const uint8_t* known, int T,
+               float top_p, int greedy, const uint64_t* seeds, uint64_t step, int64_t* seq, const uint8_t* known, int T,
                int col) {
     std::vector<float> l(V);
     std::vector<Kept> kept;
@@ -82,7 +82,7 @@ int mg_sample(const float* logits, int B, int K, int V, int guided, float cfg, f
                 continue;
             }
             for (int i = 0; i < V; ++i) l[i] = l[i] / temperature;
-            seq[cell] = draw(l, top_k, top_p, mg_uniform(seed, step, (uint32_t)b, (uint32_t)k), kept);
+            seq[cell] = draw(l, top_k, top_p, mg_uniform(seeds[b], step, (uint32_t)k), kept);
         }
     return 0;
 }

@@ -40,8 +40,8 @@ __device__ __forceinline__ double mg_p(const unsigned long long* slot, int i) {
 
 extern "C" __global__ void __launch_bounds__(MG_THREADS)
 mg_sample_cuda(const float* logits, int B, int K, int V, int guided, double cfg, double temperature, int top_k,
-               double top_p, int greedy, const long long* seed_step, long long* seq, const unsigned char* known,
-               int T, const long long* col_ptr) {
+               double top_p, int greedy, const long long* seeds, const long long* step, long long* seq,
+               const unsigned char* known, int T, const long long* col_ptr) {
     extern __shared__ unsigned long long mg_smem[];
     __shared__ float warp_v[32];
     __shared__ u32 warp_i[32];
@@ -130,7 +130,7 @@ mg_sample_cuda(const float* logits, int B, int K, int V, int guided, double cfg,
         }
         double total = 0.0;
         for (int i = 0; i < cnt; ++i) total = __dadd_rn(total, mg_p(slot, i));
-        const double u = mg_uniform((u64)seed_step[0], (u64)seed_step[1], (u32)b, (u32)k);
+        const double u = mg_uniform((u64)seeds[b], (u64)*step, (u32)k);  // row b's own seed
         const double target = __dmul_rn(u, total);
         int pick = cnt > 0 ? cnt - 1 : 0;
         double cum = 0.0;

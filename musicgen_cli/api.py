@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 from . import checkpoints, chroma
@@ -110,6 +111,18 @@ class MusicGen:
         codec = CODEC_BYTES_PER_SAMPLE * seconds * self.sample_rate * self.channels
         return max(1, min(MAX_BATCH, int(BATCH_BUDGET // (kv + codec))))
 
+    def batches(self, prompts: list[str | None], size: int) -> list[list[int]]:
+        """The indices of `prompts` in batches of at most `size`, in order. A melody-layout model's
+        text is part of its prefix, padding included, so its prompts share a batch only with prompts
+        of as many tokens: a piece then never depends on the prompts made beside it."""
+        keys = [0] * len(prompts)
+        if self.melody:
+            keys = self.text.tokenizer([p or "" for p in prompts])[1].sum(dim=1).tolist()
+        groups: dict[int, list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(key, []).append(i)
+        return [rows[i : i + size] for rows in groups.values() for i in range(0, len(rows), size)]
+
     @property
     def melody(self) -> bool:
         """Whether the model takes a melody (chroma) besides text."""
@@ -153,7 +166,8 @@ class MusicGen:
             raise MusicgenError(f"stride must be between 0 and {self.max_duration:g} seconds, got {stride:g}")
         if all(p is None for p in prompts) and melody is None and score is None:
             options = dataclasses.replace(options, cfg=1.0)  # both guidance rows would be the same
-        states, mask = self.text(list(prompts))
+        with self.backend.threads():  # a small model's text encoder too: torch's products round by thread count
+            states, mask = self.text(list(prompts))
         if options.guided:
             states, mask = with_unconditional(states, mask)
         condition = self._conditioning(states, mask, melody, score, len(prompts), options.guided)
@@ -211,7 +225,9 @@ class MusicGen:
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, K, frames] -> waveform [B, channels, samples] (CPU), without the DC offset and the
-        clicks at both ends that the codec leaves."""
+        clicks at both ends that the codec leaves. Row by row: a batched convolution rounds differently
+        from one row's, and a piece must not depend on the pieces decoded beside it."""
         with self.backend.threads():  # a small model's codec, too, runs faster on one thread
-            wav = self.codec.decode(codes).cpu().numpy()
-        return torch.from_numpy(remove_dc(wav, self.sample_rate))
+            wavs = [remove_dc(self.codec.decode(codes[i : i + 1]).cpu().numpy(), self.sample_rate)
+                    for i in range(codes.shape[0])]
+        return torch.from_numpy(np.concatenate(wavs))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -93,15 +95,25 @@ def write_audio(path, wav, sample_rate: int, normalization: str = "peak", sideca
 
             write_smpl(Path(tmp), sample_rate, *loop)
 
-    targets = [(path, write)] + ([(sidecar_path(path), json_writer(sidecar))] if sidecar is not None else [])
-    return write_files(targets, force)[0]
+    # the sidecar takes its name first: an audio file never lacks its sidecar, even after a kill
+    # between the two renames (which leaves a sidecar alone; `musicgen batch` then makes that item again)
+    targets = ([(sidecar_path(path), json_writer(sidecar))] if sidecar is not None else []) + [(path, write)]
+    return write_files(targets, force)[-1]
 
 
-def read_audio(path, max_seconds: float | None = None, first_seconds: float | None = None):
-    """Read an audio file as float32 [channels, samples] and its sample rate.
+@contextlib.contextmanager
+def _reading(path: Path):
+    """Any failure to read `path` as audio becomes one line."""
+    try:
+        yield
+    except (RuntimeError, OSError, ValueError, TypeError, OverflowError, ZeroDivisionError) as e:
+        # sf.LibsndfileError is a RuntimeError; the others: headers with impossible values
+        raise MusicgenError(f"could not read {path} as audio ({one_line(e)})") from e
 
-    The length comes from the header first: a file longer than `max_seconds` is refused before any
-    sample is read, and with `first_seconds` only that much of its start is read."""
+
+def header(path):
+    """An audio file's header, checked before any sample is read: soundfile's info (frames,
+    samplerate, channels) of a file that exists, is not empty and claims a plausible format."""
     path = Path(path).expanduser()
     if not path.exists():
         raise MusicgenError(f"audio file {path} does not exist")
@@ -111,24 +123,43 @@ def read_audio(path, max_seconds: float | None = None, first_seconds: float | No
         raise MusicgenError(f"audio file {path} is empty")
     import soundfile as sf
 
-    try:
+    with _reading(path):
         info = sf.info(str(path))
         if not 0 < info.samplerate <= MAX_INPUT_RATE or not 0 < info.channels <= 64:
             raise MusicgenError(f"{path} claims {info.samplerate} Hz and {info.channels} channels; not audio we can read")
+    return info
+
+
+def read_audio(path, max_seconds: float | None = None, first_seconds: float | None = None,
+               last_seconds: float | None = None):
+    """Read an audio file as float32 [channels, samples] and its sample rate.
+
+    The length comes from the header first: a file longer than `max_seconds` is refused before any
+    sample is read. With `first_seconds` only that much of its start is read; with `last_seconds`
+    only that much of its end (a seek: nothing before it is read, whatever the file's length)."""
+    path = Path(path).expanduser()
+    info = header(path)
+    import soundfile as sf
+
+    with _reading(path):
         seconds = info.frames / info.samplerate
-        if max_seconds is not None and first_seconds is None and seconds > max_seconds:
+        if max_seconds is not None and first_seconds is None and last_seconds is None and seconds > max_seconds:
             raise MusicgenError(f"{path} lasts {seconds:.10g} s (from its header); at most {max_seconds:g} s "
                                 "can be used here")
-        frames = -1 if first_seconds is None else max(1, int(np.ceil(first_seconds * info.samplerate)))
-        wav, sample_rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
-    except (RuntimeError, OSError, ValueError, TypeError, OverflowError, ZeroDivisionError) as e:
-        # sf.LibsndfileError is a RuntimeError; the others: headers with impossible values
-        raise MusicgenError(f"could not read {path} as audio ({one_line(e)})") from e
+        count = -1  # to the end (a compressed file's header may only estimate its length)
+        if first_seconds is not None:
+            count = max(1, math.ceil(first_seconds * info.samplerate))
+        elif last_seconds is not None:
+            count = min(info.frames, max(1, math.ceil(last_seconds * info.samplerate)))
+        start = 0 if last_seconds is None else info.frames - count
+        wav, _ = sf.read(str(path), frames=count, start=start, dtype="float32", always_2d=True)
     if wav.shape[0] == 0:
         raise MusicgenError(f"audio file {path} contains no samples")
+    if last_seconds is not None and wav.shape[0] != count:
+        raise MusicgenError(f"{path} holds fewer samples than its header says; is it cut short?")
     if not np.all(np.isfinite(wav)):
         raise MusicgenError(f"audio file {path} contains NaN or infinite samples")
-    return np.ascontiguousarray(wav.T), sample_rate
+    return np.ascontiguousarray(wav.T), info.samplerate
 
 
 def is_silent(wav) -> bool:

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from . import hub, registry
+from . import codec_v2, configs, hub, registry
+from .codec_v2 import BundledCodec
 from .encodec import EnCodec
 from .errors import MusicgenError
 from .files import one_line
@@ -167,10 +168,9 @@ def _index_files(index: Path) -> list[str]:
 # -- building the text encoder, tokenizer and codec (ours: t5.py, tokenizer.py, encodec.py) -----------
 
 
-def _build_module(cls, config: dict, state: dict, what: str) -> torch.nn.Module:
-    """One of our modules (T5Encoder, EnCodec) from a Hugging Face config dict and state dict: built
-    without random init, the checkpoint's tensors assigned (after `cls.hf_state` renames them; float32,
-    as the model runs, whatever the file stores); a missing or unexpected tensor is a MusicgenError."""
+def _meta(cls, config: dict, what: str, where: str = "the checkpoint's config") -> torch.nn.Module:
+    """One of our modules (T5Encoder, EnCodec) from a Hugging Face config dict, built on the meta
+    device (nothing allocated) and refused if its weights would pass configs.MAX_GIB."""
     try:
         cfg = cls.config_class.from_hf(config)
         with torch.device("meta"):
@@ -178,7 +178,15 @@ def _build_module(cls, config: dict, state: dict, what: str) -> torch.nn.Module:
     except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as e:
         raise MusicgenError(f"the checkpoint's {what} config is malformed ({type(e).__name__}: "
                             f"{one_line(e, 120)})") from e
-    state = {k: v.float() if v.is_floating_point() else v for k, v in cls.hf_state(state).items()}
+    configs.check_weights(configs.weights_bytes(module), what, where)
+    return module
+
+
+def _assign(module: torch.nn.Module, state: dict, what: str) -> torch.nn.Module:
+    """The checkpoint's tensors put into a module built by `_meta` (after `hf_state` renames them;
+    float32, as the model runs, whatever the file stores); a missing or unexpected tensor is a
+    MusicgenError."""
+    state = {k: v.float() if v.is_floating_point() else v for k, v in type(module).hf_state(state).items()}
     try:
         missing, unexpected = module.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as e:  # a tensor of the wrong shape
@@ -190,11 +198,26 @@ def _build_module(cls, config: dict, state: dict, what: str) -> torch.nn.Module:
 
 
 def _text_encoder(config: dict, state: dict) -> T5Encoder:
-    return _build_module(T5Encoder, config, state, "text encoder")
+    configs.check_sizes(config, configs.TEXT_ENCODER_LIMITS, "the text encoder's config")
+    return _assign(_meta(T5Encoder, config, "text encoder"), state, "text encoder")
 
 
-def _codec(config: dict, state: dict) -> EnCodec:
-    return _build_module(EnCodec, config, state, "audio codec")
+def _codec(config: dict, state: dict) -> EnCodec | BundledCodec:
+    """Our EnCodec (the published models), or the bundled model's own codec (model_type
+    musicgen_codec_v2, codec_v2.py, which checks its own config), answering the same encode/decode face."""
+    if config.get("model_type") == codec_v2.MODEL_TYPE:
+        try:
+            return BundledCodec.from_state(config, state).requires_grad_(False)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise MusicgenError(f"the checkpoint's audio codec does not match its config ({one_line(e, 160)})") from e
+    configs.check_sizes(config, configs.CODEC_LIMITS, "the audio codec's config")
+    configs.check_list(config, *configs.STRIDES, "the audio codec's config")
+    return _assign(_meta(EnCodec, config, "audio codec"), state, "audio codec")
+
+
+def read_codec(folder: Path) -> EnCodec:
+    """A Hugging Face EnCodec folder (config.json and weights), e.g. the first bundled codec's."""
+    return _codec(configs.read_config(folder), _read_weights(folder))
 
 
 def _tokenizer(folder: Path) -> T5Tokenizer:
@@ -205,17 +228,7 @@ def t5_folder_encoder(folder: Path) -> T5Encoder:
     """The encoder of a T5 checkpoint folder (t5-base holds the whole encoder-decoder: the decoder
     and its head are left out)."""
     state = {k: v for k, v in _read_weights(folder).items() if k.startswith(("shared.", "encoder."))}
-    return _text_encoder(_read_config(folder), state)
-
-
-def _read_config(folder: Path) -> dict:
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (ValueError, OSError) as e:
-        raise MusicgenError(f"{folder / 'config.json'} is not valid JSON") from e
-    if not isinstance(config, dict):
-        raise MusicgenError(f"{folder / 'config.json'} holds a {type(config).__name__}, not an object")
-    return config
+    return _text_encoder(configs.read_config(folder), state)
 
 
 # -- the two layouts -------------------------------------------------------------------------------
@@ -238,36 +251,19 @@ def hf_lm_config(dec: dict, text_dim: int, num_chroma: int = 0, chroma_length: i
     )
 
 
-DECODER_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "ffn_dim", "num_codebooks", "vocab_size")
-
-
-def _check_config(config, name: str) -> None:
-    """Types and ranges of what the LM is built from, before anything is built."""
-    for part in ("decoder", "text_encoder", "audio_encoder"):
-        if part in config and not isinstance(config[part], dict):
-            raise MusicgenError(f"'{name}': config.json's {part} is not an object")
-    dec = config.get("decoder", {})
-    for key in DECODER_KEYS:
-        value = dec.get(key) if isinstance(dec, dict) else None
-        if not (isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 1 << 20):
-            raise MusicgenError(f"'{name}': config.json's decoder.{key} must be a positive whole number, got {value!r}")
-    if dec["hidden_size"] % dec["num_attention_heads"]:
-        raise MusicgenError(f"'{name}': decoder.hidden_size {dec['hidden_size']} is not divisible by "
-                            f"num_attention_heads {dec['num_attention_heads']}")
-    if dec.get("audio_channels", 1) not in (1, 2):
-        raise MusicgenError(f"'{name}': decoder.audio_channels must be 1 or 2, got {dec.get('audio_channels')!r}")
-    weights = 4 * dec["num_hidden_layers"] * (4 * dec["hidden_size"] ** 2 + 2 * dec["hidden_size"] * dec["ffn_dim"])
-    if weights > 64 << 30:
-        raise MusicgenError(f"'{name}': config.json describes a decoder of {weights / 2**30:.0f} GiB; refusing to build it")
-
-
 def _load_hf(folder: Path, name: str) -> Checkpoint:
-    config = _read_config(folder)
+    config = configs.read_config(folder)
     melody = config.get("model_type") == "musicgen_melody"
     if config.get("model_type") not in ("musicgen", "musicgen_melody") or "decoder" not in config:
         kind = config.get("model_type", "unknown")
         raise MusicgenError(f"'{name}' is not a MusicGen checkpoint (model_type: {kind})")
-    _check_config(config, name)
+    configs.check_hf(config, name)  # and the parts' sizes on the meta device, before any weight is read
+    text_encoder = _meta(T5Encoder, config["text_encoder"], "text encoder", f"'{name}': config.json")
+    second = config["audio_encoder"].get("model_type") == codec_v2.MODEL_TYPE
+    if second:
+        codec_v2.checked_config(config["audio_encoder"])
+    else:
+        codec = _meta(EnCodec, config["audio_encoder"], "audio codec", f"'{name}': config.json")
     state = _read_weights(folder)
     lm_state = hf_to_lm_state(state)
     if "enc_to_dec_proj.weight" not in lm_state:
@@ -280,30 +276,18 @@ def _load_hf(folder: Path, name: str) -> Checkpoint:
         num_chroma=config.get("num_chroma", 12) if melody else 0,
         chroma_length=config.get("chroma_length", 235) if melody else 0,
     )
-    codec = _codec(config["audio_encoder"], _with_prefix(state, "audio_encoder."))
+    codec_state = _with_prefix(state, "audio_encoder.")
+    codec = _codec(config["audio_encoder"], codec_state) if second else _assign(codec, codec_state, "audio codec")
     return Checkpoint(
         name=name,
         folder=folder,
         lm_config=lm_config,
         lm_state=lm_state,
-        text_encoder=_text_encoder(config["text_encoder"], _with_prefix(state, "text_encoder.")),
+        text_encoder=_assign(text_encoder, _with_prefix(state, "text_encoder."), "text encoder"),
         tokenizer=_tokenizer(folder),
         codec=codec,
-        max_duration=_window_seconds(folder, codec.frame_rate),
+        max_duration=configs.window_seconds(folder, codec.frame_rate),
     )
-
-
-def _window_seconds(folder: Path, frame_rate: float) -> float:
-    """The LM's window: generation_config.json's max_length in codec frames (1500 = 30 s for the
-    published models; our bundled model's is shorter), 30 s when the file does not say."""
-    try:
-        max_length = json.loads((folder / "generation_config.json").read_text()).get("max_length")
-    except (ValueError, OSError, AttributeError):
-        max_length = None
-    if max_length is not None and not (isinstance(max_length, int) and max_length > 0):
-        raise MusicgenError(f"{folder / 'generation_config.json'}: max_length must be a positive number of frames, "
-                            f"got {max_length!r}")
-    return max_length / frame_rate if max_length else 30.0
 
 
 _AUDIOCRAFT_RENAMES = [
@@ -362,11 +346,11 @@ def _load_audiocraft(folder: Path, name: str) -> Checkpoint:
     if not isinstance(lm_cfg, dict):
         raise MusicgenError(f"{folder / 'state_dict.bin'}: its xp.cfg has no transformer_lm section")
     dim, scale = lm_cfg.get("dim"), lm_cfg.get("hidden_scale", 4)
-    _check_config({"decoder": {  # the same checks as a Hugging Face config's, before anything is built
+    configs.check_decoder({  # the same checks as a Hugging Face config's, before anything is built
         "hidden_size": dim, "num_hidden_layers": lm_cfg.get("num_layers"), "num_attention_heads": lm_cfg.get("num_heads"),
         "ffn_dim": int(scale * dim) if isinstance(dim, int) and isinstance(scale, (int, float)) else None,
         "num_codebooks": lm_cfg.get("n_q"), "vocab_size": lm_cfg.get("card"), "audio_channels": cfg.get("channels", 1),
-    }}, name)
+    }, name)
     if (cfg.get("fuser") or {}).get("prepend"):
         raise MusicgenError(
             f"'{name}' is an audiocraft-layout melody checkpoint, which musicgen does not read yet; "
@@ -399,6 +383,6 @@ def _load_audiocraft(folder: Path, name: str) -> Checkpoint:
         lm_state=lm_state,
         text_encoder=t5_folder_encoder(t5_folder),
         tokenizer=_tokenizer(t5_folder),
-        codec=_codec(_read_config(codec_folder), _read_weights(codec_folder)),
+        codec=read_codec(codec_folder),
         max_duration=float(cfg.get("dataset", {}).get("segment_duration", 30.0)),
     )

@@ -7,16 +7,17 @@ import inspect
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from . import __version__, files, inputs, interrupts, jobs, registry
-from .errors import MusicgenError
+from . import __version__, batch, files, inputs, interrupts, jobs, registry
+from .errors import MusicgenError, warning_line
 from .cli_options import (BACKEND, BARS, BPM, CFG, DEVICE, DTYPE, DURATION_HELP, FORCE, LOOP, METER, OFFLINE, OUTPUT,
                           SEED, STRIDE, TEMPERATURE, TOP_K, TOP_P, model_option, normalize_option)
-from .options import MAX_SEED, check_continuation, check_duration
+from .options import MAX_SEED, PROMPT_SECONDS, check_continuation, check_duration, check_prompt_seconds
 
 # Nothing heavy is imported up here (torch, numpy, the model): arguments, paths and formats are
 # checked first, so `--help`, `--version` and a mistyped option answer at once.
@@ -59,7 +60,6 @@ def generate(
     ctx: typer.Context,
     prompts: Optional[list[str]] = typer.Argument(None, help="Text descriptions; one output file each."),
     again: Optional[Path] = typer.Option(None, "--again", help="Make a take again from its file or sidecar: its prompt, model, seed and settings (options given here win, e.g. a new --seed or --duration)."),
-    row: Optional[int] = typer.Option(None, "--row", hidden=True, help="With --again: the take's place in its batch."),
     model: Optional[str] = model_option(),
     duration: Optional[float] = typer.Option(None, "--duration", "-d", help=DURATION_HELP + " Default: 10."),
     bpm: Optional[float] = BPM,
@@ -68,7 +68,7 @@ def generate(
     loop: bool = LOOP,
     output: Optional[Path] = OUTPUT,
     prompts_file: Optional[Path] = typer.Option(None, "--prompts-file", help="A text file with one prompt per line."),
-    variations: int = typer.Option(1, "--variations", help="Takes of each prompt, made in one batch (NAME-1, NAME-2, ...; each can be made again with --again)."),
+    variations: int = typer.Option(1, "--variations", help="Takes of each prompt, made in one batch (NAME-1, NAME-2, ...; the n-th file's seed is --seed + n - 1, and each can be made again alone with --again)."),
     top_k: int = TOP_K,
     top_p: float = TOP_P,
     temperature: float = TEMPERATURE,
@@ -85,14 +85,11 @@ def generate(
     """Generate music from text descriptions."""
     from . import loops, takes
 
-    if again is not None:  # the take's settings, then this command again without --again
+    if again is not None:  # the take's settings (its own seed), then this command again without --again
         take, params = takes.read(again), dict(locals())
         params = takes.settings(take, params, given(ctx, takes.SETTINGS))
-        if not prompts and not prompts_file:  # the take's own batch (its row is the take), with its seed
-            params["prompts"], params["row"] = take.get("batch") or [take.get("prompt")], take.get("batch_index", 0)
-            params["variations"] = 1  # the batch is the take's as it was made
-            if "seed" not in given(ctx, ["seed"]):
-                params["seed"] = take.get("batch_seed", take["seed"])
+        if not prompts and not prompts_file:  # a take is the same piece alone as in the batch it was made in
+            params["prompts"], params["variations"] = [take.get("prompt")], 1
         params.update(again=None, output=output or takes.again_output(again), take=None, ctx=ctx)
         return generate(**{k: v for k, v in params.items() if k in GENERATE_PARAMS})
     prompts = inputs.read_prompts(prompts, prompts_file)
@@ -101,28 +98,25 @@ def generate(
         raise MusicgenError(f"--variations must be from 1 to 64, got {variations}")
     prompts = [p for p in prompts for _ in range(variations)]
     seconds = loops.length(duration, bars, bpm, meter, default=10.0)
-    paths = [output] if row is not None else files.output_paths(prompts, output)
-    job = jobs.prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed, stride, device,
-                  duration=seconds, **loops.record(bpm, bars, meter, loop))
+    job = jobs.prepare(files.output_paths(prompts, output), force, normalize, top_k, top_p, temperature, cfg, seed,
+                       stride, device, duration=seconds, **loops.record(bpm, bars, meter, loop))
     mg = load_model(model, device, backend, dtype, offline)
     made = loops.to_make(mg.frame_rate, seconds, bpm, bars, loop)
     frames = mg.frames_for(made)
-    size = len(prompts) if row is not None else mg.batch_size(frames / mg.frame_rate, job.options.guided)
-    batches = [range(i, min(i + size, len(prompts))) for i in range(0, len(prompts), size)]
+    size = mg.batch_size(frames / mg.frame_rate, job.options.guided)
+    batches = mg.batches(prompts, size)
+    why = "sized to memory" + ("; prompts of other lengths apart" if mg.melody else "")
     announce(mg, len(prompts), seconds if bars or loop else frames / mg.frame_rate, f" in {len(batches)} batches of at "
-             f"most {size} (sized to memory; each batch's files are written when it is done)" if len(batches) > 1 else "")
-    for n, rows in enumerate(batches):
+             f"most {size} ({why}; each batch's files are written when it is done)" if len(batches) > 1 else "")
+    seeds = [(job.options.seed + i) % (MAX_SEED + 1) for i in range(len(prompts))]  # each file's own
+    for rows in batches:
         start = time.perf_counter()
-        options = dataclasses.replace(job.options, seed=(job.options.seed + n) % (MAX_SEED + 1))  # batch 0: the seed given
+        options = dataclasses.replace(job.options, seeds=tuple(seeds[i] for i in rows))
         chunk = [prompts[i] for i in rows]
         codes = with_progress(mg, frames, lambda progress: mg.generate_codes(chunk, made, options, stride, progress))
-        wav = decoded(mg, codes, seconds, bars, loop)
-        per_output = [{"prompt": prompts[i], "batch": chunk, "batch_index": i - rows[0], "batch_number": n,
-                       "batch_seed": options.seed, "frames": frames} for i in rows]
-        outs = [job.paths[i] for i in rows] if row is None else job.paths
-        if row is not None:  # a take made again: its row of the batch it was made in
-            wav, per_output = [wav[row]], [per_output[row]]
-        jobs.finish(job, mg, list(wav), stride, start, per_output, loop, outs)
+        per_output = [{"prompt": prompts[i], "seed": seeds[i], "frames": frames} for i in rows]
+        jobs.finish(job, mg, decoded(mg, codes, seconds, bars, loop), stride, start, per_output, loop,
+                    [job.paths[i] for i in rows])
 
 
 GENERATE_PARAMS = set(inspect.signature(generate).parameters)
@@ -176,30 +170,32 @@ def continue_(
     if prompt is not None and not prompt.strip():
         raise MusicgenError("--prompt is empty")
     prompt = jobs.capped(prompt, "--prompt")
-    if duration is not None:
-        check_duration(duration)
-    wav, sr = inputs.read_input(input, output, "there is nothing to continue")
+    check_prompt_seconds(prompt_seconds)
+    frames, sr, channels = inputs.audio_length(input)  # the header: the rest is read once checked
     from . import loops
 
     if duration is None or bars is not None:  # the bars (or 10 s) added to the input; both given: an error
-        duration = wav.shape[1] / sr + loops.length(duration, bars, bpm, meter, default=10.0)
-    check_continuation(wav.shape[1] / sr, duration)
-    if wav.shape[0] > 2:
-        raise MusicgenError(f"{input} has {wav.shape[0]} channels; continue takes mono or stereo audio")
+        duration = frames / sr + loops.length(duration, bars, bpm, meter, default=10.0)
+    check_continuation(frames / sr, duration, only_new)
+    if channels > 2:
+        raise MusicgenError(f"{input} has {channels} channels; continue takes mono or stereo audio")
+    # with --only-new, only what the model hears is read (the default is at most PROMPT_SECONDS)
+    wav, sr, first = inputs.read_end(input, output, (prompt_seconds or PROMPT_SECONDS) if only_new else None)
     path = output if output is not None else Path(f"{files.slug(input.stem)}-continued.wav")
     job = jobs.prepare([path], force, normalize, top_k, top_p, temperature, cfg, seed, stride, device, duration=duration,
                   input=str(input), prompt=prompt, only_new=only_new, **loops.record(bpm, bars, meter, False))
     mg = load_model(model, device, backend, dtype, offline)
-    from . import audio, continuation
+    from . import continuation
 
     prompt_seconds = continuation.default_prompt_seconds(mg) if prompt_seconds is None else prompt_seconds
     job.record["prompt_seconds"] = prompt_seconds
-    wav = audio.resample(wav, sr, mg.sample_rate)
-    continuation.plan(mg, wav.shape[1], duration, prompt_seconds)
-    announce(mg, 1, duration, f", continuing {input.name}", channels=max(wav.shape[0], mg.channels))
+    wav, before = continuation.at_model_rate(mg, wav, sr, first)
+    _, made = continuation.plan(mg, before + wav.shape[1], duration, prompt_seconds, available=wav.shape[1])
+    written = duration - (before + wav.shape[1]) / mg.sample_rate if only_new else duration
+    announce(mg, 1, written, f", continuing {input.name}", channels=max(wav.shape[0], mg.channels))
     start = time.perf_counter()
-    out = with_progress(mg, mg.frames_for(duration), lambda progress: continuation.continue_audio(
-        mg, wav, duration, prompt_seconds, prompt, job.options, stride, progress))
+    out = with_progress(mg, made, lambda progress: continuation.continue_audio(
+        mg, wav, duration, prompt_seconds, prompt, job.options, stride, progress, before))
     jobs.finish(job, mg, [out[:, wav.shape[1] :] if only_new else out], stride, start, [{}])
 
 
@@ -283,6 +279,9 @@ def with_progress(mg, frames: int, run):
         return run(update)
 
 
+app.command("batch")(batch.command)  # musicgen_cli/batch.py: many prompts, resumable, on Ray or not
+
+
 @app.command()
 def models() -> None:
     """List the models musicgen knows: published ones (cached or not, and where) and the bundled one."""
@@ -355,7 +354,8 @@ def options(version: bool = typer.Option(False, "--version", callback=show_versi
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: one clear line on stderr and a non-zero exit for bad input, never a traceback."""
     command = typer.main.get_command(app)
-    previous = interrupts.start()
+    previous, shown = interrupts.start(), warnings.showwarning
+    warnings.showwarning = warning_line
     try:
         code = command.main(args=argv, prog_name="musicgen", standalone_mode=False)
     except typer.Exit as e:
@@ -374,6 +374,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(1)
     finally:
         interrupts.stop(previous)
+        warnings.showwarning = shown
     if code == 130:  # Ctrl-C (typer turns it into exit code 130 itself) or SIGTERM
         print(interrupts.last_line(), file=sys.stderr)
         code = interrupts.exit_code()

@@ -24,6 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import configs
+from .errors import MusicgenError
+
 MODEL_TYPE = "musicgen_codec_v2"
 
 
@@ -214,17 +217,20 @@ class BundledCodec(nn.Module):
         """config.json + codec.pt (inference tensors only: no EMA statistics, no score head)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        keep = {k: v.half() if half and v.is_floating_point() else v for k, v in self.state_dict().items()
-                if not k.startswith("aux_head") and not k.endswith(("embed_avg", "cluster_size", "inited"))}
+        keep = {k: v.half() if half and v.is_floating_point() else v for k, v in self.inference_state().items()}
         cfg = asdict(self.config)
         (folder / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
         torch.save(keep, folder / "codec.pt")
         return folder
 
+    def inference_state(self) -> dict[str, torch.Tensor]:
+        """The tensors decoding and encoding need (not the EMA statistics or the score head)."""
+        return {k: v for k, v in self.state_dict().items()
+                if not k.startswith("aux_head") and not k.endswith(("embed_avg", "cluster_size", "inited"))}
+
     @classmethod
     def from_state(cls, config: dict, state: dict) -> "BundledCodec":
-        cfg = CodecConfig(**{k: v for k, v in config.items() if k in CodecConfig.__dataclass_fields__})
-        model = cls(cfg)
+        model = cls(checked_config(config))
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
         optional = ("aux_head", "embed_avg", "cluster_size", "inited")
         if unexpected or any(not k.startswith(optional) and not k.endswith(optional) for k in missing):
@@ -236,3 +242,23 @@ class BundledCodec(nn.Module):
         folder = Path(folder)
         config = json.loads((folder / "config.json").read_text())
         return cls.from_state(config, torch.load(folder / "codec.pt", map_location="cpu", weights_only=True))
+
+
+# sizes a config may give (the bundled codec's: dim 256, 4 + 8 blocks, 4 x 1024 codes)
+LIMITS = {"sampling_rate": 384000, "hop_length": 1 << 14, "dec_fft": 1 << 16, "dim": 1 << 14, "enc_blocks": 64,
+          "dec_blocks": 64, "latent_dim": 1 << 12, "num_codebooks": 32, "codebook_size": 1 << 16, "aux_outputs": 1 << 10}
+
+
+def checked_config(config) -> CodecConfig:
+    """A config.json's CodecConfig, checked before anything is built: its model_type, whole numbers in
+    range, and weights within configs.MAX_GIB (counted on the meta device, where nothing is allocated)."""
+    if not isinstance(config, dict):
+        raise MusicgenError(f"the codec's config is not an object (got {type(config).__name__})")
+    if config.get("model_type", MODEL_TYPE) != MODEL_TYPE:
+        raise MusicgenError(f"the codec's config is not a {MODEL_TYPE} one (model_type {config['model_type']!r:.40})")
+    configs.check_sizes(config, LIMITS, "the codec's config")
+    configs.check_list(config, "enc_ffts", 4, 1 << 16, "the codec's config")
+    cfg = CodecConfig(**{k: v for k, v in config.items() if k in CodecConfig.__dataclass_fields__})
+    with torch.device("meta"):
+        configs.check_weights(configs.weights_bytes(BundledCodec(cfg)), "audio codec", "the codec's config")
+    return cfg

@@ -19,11 +19,19 @@ class TextConditioner:
     def __call__(self, prompts: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
         """Descriptions -> (states [B, L, dim], mask [B, L]; 0 marks padding).
 
-        None means no description: that row is all padding, like the unconditional row of guidance."""
+        None means no description: that row is all padding, like the unconditional row of guidance.
+        Each prompt is encoded alone (its states are zero past its end), so that its states do not
+        depend on the prompts beside it: batched products and attention over padding can round
+        differently in the last bit, and a sampled piece would then differ from the same seed alone."""
         ids, mask = self.tokenizer([p or "" for p in prompts])
         device = next(self.encoder.parameters()).device
-        mask = mask.to(device)
-        states = self.encoder(ids.to(device), mask)
+        ids, mask = ids.to(device), mask.to(device)
+        states = None
+        for row, length in enumerate(mask.sum(dim=1).tolist()):
+            alone = self.encoder(ids[row : row + 1, :length], mask[row : row + 1, :length])
+            if states is None:
+                states = alone.new_zeros(len(prompts), ids.shape[1], alone.shape[-1])
+            states[row, :length] = alone[0]
         described = torch.tensor([p is not None for p in prompts], device=device)
         return states, mask * described[:, None]
 

@@ -15,7 +15,7 @@ import torch
 from . import audio
 from .errors import MusicgenError
 from .generation import Progress
-from .options import check_continuation
+from .options import PROMPT_SECONDS, check_continuation
 from .sampling import SamplingOptions
 
 CROSSFADE_SECONDS = 0.05
@@ -23,18 +23,28 @@ CROSSFADE_SECONDS = 0.05
 
 def default_prompt_seconds(mg) -> float:
     """How much of the input the model hears by default: 10 s, or a third of a shorter window."""
-    return min(10.0, mg.max_duration / 3)
+    return min(PROMPT_SECONDS, mg.max_duration / 3)
 
 
-def plan(mg, samples: int, duration: float, prompt_seconds: float) -> tuple[int, int]:
-    """Check a request to continue `samples` samples to `duration` seconds -> (prompt samples: the
-    last `prompt_seconds` of the input at most, in whole codec frames; frames for the model to make,
-    the prompt's included)."""
+def at_model_rate(mg, wav: np.ndarray, sr: int, start: int) -> tuple[np.ndarray, int]:
+    """The end of an input, `wav` [C, n] at `sr` whose first sample is the input's `start`-th, at the
+    model's rate -> (audio, how many of the whole input's samples at the model's rate precede it).
+    It starts at the first input sample that falls on the model rate's grid, so that it is the tail
+    of what resampling the whole input gives (but for the resampler's settling at its start)."""
+    step = sr // math.gcd(sr, mg.sample_rate)  # input samples between two instants on both grids
+    skip = -start % step
+    return audio.resample(wav[:, skip:], sr, mg.sample_rate), (start + skip) // step * (mg.sample_rate * step // sr)
+
+
+def plan(mg, samples: int, duration: float, prompt_seconds: float, available: int | None = None) -> tuple[int, int]:
+    """Check a request to continue an input of `samples` samples to `duration` seconds, of which the
+    last `available` (default: all) are at hand -> (prompt samples: the last `prompt_seconds` of the
+    input at most, in whole codec frames; frames for the model to make, the prompt's included)."""
     sr, hop = mg.sample_rate, mg.codec.hop_length
-    check_continuation(samples / sr, duration)
+    check_continuation(samples / sr, duration, only_new=True)
     if not 0 < prompt_seconds < mg.max_duration:
         raise MusicgenError(f"--prompt-seconds must be above 0 and below {mg.max_duration:g}, got {prompt_seconds:g}")
-    prompt = min(int(prompt_seconds * sr), samples) // hop * hop
+    prompt = min(int(prompt_seconds * sr), samples if available is None else available) // hop * hop
     if prompt == 0:
         raise MusicgenError(f"the input is too short to continue: at least {hop / sr * 1000:g} ms are needed")
     return prompt, prompt // hop + math.ceil((round(duration * sr) - samples) / hop)
@@ -62,17 +72,19 @@ def continue_audio(
     options: SamplingOptions = SamplingOptions(),
     stride: float | None = None,
     progress: Progress | None = None,
+    before: int = 0,
 ) -> np.ndarray:
-    """Continue `wav` [C, N] (at the model's sample rate, mono or stereo) until it lasts `duration`
-    seconds. Returns [max(C, model channels), round(duration * sample_rate)] float32."""
+    """Continue an input until it lasts `duration` seconds: `wav` [C, N] is the input (at the model's
+    sample rate, mono or stereo), or its end, `before` samples from its start (at_model_rate). Returns
+    [max(C, model channels), round(duration * sample_rate) - before] float32: `wav`, then the new audio."""
     n = wav.shape[1]
     prompt_seconds = default_prompt_seconds(mg) if prompt_seconds is None else prompt_seconds
-    prompt, frames = plan(mg, n, duration, prompt_seconds)
+    prompt, frames = plan(mg, before + n, duration, prompt_seconds, available=n)
     model_in = torch.from_numpy(np.ascontiguousarray(audio.match_channels(wav[:, n - prompt :], mg.channels)))
     codes = mg.generate_codes(
         [description], frames / mg.frame_rate, options, stride, progress, audio=model_in[None]
     )
     resynth = mg.decode(codes)[0].cpu().numpy()
     channels = max(wav.shape[0], mg.channels)
-    total, fade = round(duration * mg.sample_rate), round(CROSSFADE_SECONDS * mg.sample_rate)
+    total, fade = round(duration * mg.sample_rate) - before, round(CROSSFADE_SECONDS * mg.sample_rate)
     return splice(audio.match_channels(wav, channels), audio.match_channels(resynth, channels), prompt, total, fade)

@@ -1,4 +1,7 @@
-"""The one exception type the command line turns into a single clear line on stderr."""
+"""The one exception type the command line turns into a single clear line on stderr, and its
+warnings, one line each."""
+
+import sys
 
 
 class MusicgenError(Exception):
@@ -12,3 +15,9 @@ class ModelProducedNaN(MusicgenError):
         super().__init__(f"the model produced NaN at step {step} (its logits are not finite; "
                          "are the checkpoint's weights damaged?)")
         self.step = step
+
+
+def warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """warnings.showwarning for the command line: "musicgen: warning: MESSAGE", one line on stderr
+    (Python's own shows the file, line and source line of the call)."""
+    print(f"musicgen: warning: {' '.join(str(message).split())}", file=file or sys.stderr)

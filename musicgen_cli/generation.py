@@ -56,8 +56,13 @@ class Decoder:
 
     def __init__(self, lm: MusicGenLM, opts: SamplingOptions):
         self.lm, self.opts, self.step = lm, opts, 0
-        device = lm.layer_norm.weight.device
-        self.generator = None if opts.greedy else torch.Generator(device).manual_seed(opts.seed)
+        self.generators: list[torch.Generator] | None = None  # one per batch row, from its own seed
+
+    def row_generators(self, batch: int) -> list[torch.Generator] | None:
+        if self.generators is None and not self.opts.greedy:
+            device = self.lm.layer_norm.weight.device
+            self.generators = [torch.Generator(device).manual_seed(s) for s in self.opts.row_seeds(batch)]
+        return self.generators
 
     def setup(self, rows: int, columns: int) -> None:
         """Caches for `rows` rows and `columns` columns (after the first conditioning is set)."""
@@ -72,7 +77,7 @@ class Decoder:
         self.step += 1
         if not bool(torch.isfinite(logits).all()):
             raise ModelProducedNaN(self.step)
-        drawn = next_tokens(logits, self.opts, self.generator)
+        drawn = next_tokens(logits, self.opts, self.row_generators(seq.shape[0]))
         seq[:, :, col] = torch.where(known[:, :, col], seq[:, :, col], drawn)
 
     def rows(self, codes: torch.Tensor) -> torch.Tensor:

@@ -30,17 +30,45 @@ def read_prompts(prompts: list[str], prompts_file: Optional[Path]) -> list[str]:
 
 
 def read_input(path: Path, output: Optional[Path], what: str, max_seconds: float = MAX_DURATION,
-               first_seconds: Optional[float] = None) -> tuple:
+               first_seconds: Optional[float] = None, last_seconds: Optional[float] = None) -> tuple:
     """Read the user's audio before any model loads: (wav [C, N] float32, sample rate); its length
-    is checked from the header first (at most `max_seconds`), and only `first_seconds` are read if given."""
+    is checked from the header first (at most `max_seconds`), and only `first_seconds` (or
+    `last_seconds`: a seek, nothing before is read) are read if given."""
     from . import audio
 
-    wav, sr = audio.read_audio(path, max_seconds, first_seconds)
+    wav, sr = audio.read_audio(path, max_seconds, first_seconds, last_seconds)
     if audio.is_silent(wav):
-        raise MusicgenError(f"{path} is silent; {what}")
+        where = f"{path} is silent" if last_seconds is None else f"the last {wav.shape[1] / sr:.3g} s of {path} are silent"
+        raise MusicgenError(f"{where}; {what}")
     if output is not None and Path(output).expanduser().resolve() == Path(path).expanduser().resolve():
         raise MusicgenError(f"-o {output} is the input file; choose another output name")
     return wav, sr
+
+
+def audio_length(path: Path) -> tuple[int, int, int]:
+    """(frames, sample rate, channels) of the user's audio, from its header: nothing else is read."""
+    from . import audio
+
+    info = audio.header(path)
+    return info.frames, info.samplerate, info.channels
+
+
+# `continue --only-new` reads what the model hears and this much before it: starting on the model
+# rate's grid skips up to 1 s (continuation.at_model_rate), and the resampler settles before the prompt
+HEARD_MARGIN = 1.5
+
+
+def read_end(path: Path, output: Optional[Path], heard: Optional[float]) -> tuple:
+    """`continue`'s input, read before any model loads: (wav [C, n], sample rate, index of wav's first
+    sample in the input). The whole input (`heard` None: the output holds it), else only its last
+    `heard` seconds and HEARD_MARGIN before them, whatever the input's length."""
+    what = "there is nothing to continue"
+    if heard is None:
+        wav, sr = read_input(path, output, what)
+        return wav, sr, 0
+    frames = audio_length(path)[0]
+    wav, sr = read_input(path, output, what, last_seconds=heard + HEARD_MARGIN)
+    return wav, sr, frames - wav.shape[1]
 
 
 MIDI_SUFFIXES = (".mid", ".midi")

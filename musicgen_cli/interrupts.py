@@ -44,6 +44,6 @@ def last_line() -> str:
     how = "terminated" if SIGNALLED else "interrupted"
     if not WRITTEN:
         return f"musicgen: {how}; no output file was left behind"
-    names = ", ".join(str(p) for p in WRITTEN)
+    names = ", ".join(str(p) for p in WRITTEN[:3]) + (f" and {len(WRITTEN) - 3} more" if len(WRITTEN) > 3 else "")
     return (f"musicgen: {how} after writing {len(WRITTEN)} file(s), each with its sidecar: {names}; "
             "nothing else was left behind")

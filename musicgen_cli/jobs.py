@@ -61,16 +61,22 @@ def prepare(paths, force, normalize, top_k, top_p, temperature, cfg, seed, strid
 def finish(job: Job, mg, wavs, stride, start: float, per_output: list[dict], loop: bool = False, paths=None) -> None:
     """Write each output (`paths`, else the job's) and its sidecar (the job's record, the model,
     timings and `per_output`); `loop`: each file is one loop, in its sidecar and a WAV's loop chunk."""
-    record = {
-        **job.record, "model": mg.name, "model_folder": str(mg.folder), "stride": mg.default_stride if stride is None else stride,
-        "sample_rate": mg.sample_rate, "channels": int(wavs[0].shape[0]), "device": str(mg.device),
+    record = {**job.record, **made_with(mg, stride, start, int(wavs[0].shape[0]))}
+    for path, wav, extra in zip(job.paths if paths is None else paths, wavs, per_output):
+        points = (0, wav.shape[-1] - 1) if loop else None
+        side = {**extra, **{k: v for k, v in record.items() if k not in extra},  # an output's own seed wins
+                **({"loop_start": 0, "loop_end": points[1]} if loop else {})}
+        write_output(path, wav, mg.sample_rate, job.normalize, side, job.force, points)
+
+
+def made_with(mg, stride, start: float, channels: int) -> dict:
+    """What a sidecar records of the model and the run that made a file (`start`: perf_counter)."""
+    return {
+        "model": mg.name, "model_folder": str(mg.folder), "stride": mg.default_stride if stride is None else stride,
+        "sample_rate": mg.sample_rate, "channels": channels, "device": str(mg.device),
         "backend": mg.backend.name, "dtype": mg.backend.dtype,
         "wall_time_s": round(time.perf_counter() - start, 3), "musicgen_version": __version__,
     }
-    for path, wav, extra in zip(job.paths if paths is None else paths, wavs, per_output):
-        points = (0, wav.shape[-1] - 1) if loop else None
-        side = {**extra, **record, **({"loop_start": 0, "loop_end": points[1]} if loop else {})}
-        write_output(path, wav, mg.sample_rate, job.normalize, side, job.force, points)
 
 
 def write_output(path: Path, wav, sample_rate: int, normalize: str, sidecar: dict, force: bool, loop=None) -> None:

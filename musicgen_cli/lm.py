@@ -52,6 +52,21 @@ def sinusoidal_positions(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.cos(), angles.sin()], dim=-1)
 
 
+def each_row(fn, x: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """fn on each batch row's first lengths[i] positions of x [B, L, d] alone, zeros after them.
+
+    A row's result then does not depend on the rows beside it or on its padding: a batched matrix
+    product rounds differently from one row's (MKL picks another kernel for more rows), and a
+    sampled piece would not be the same as its seed alone. Conditioning runs once per window."""
+    out = None
+    for row, n in enumerate(lengths):
+        y = fn(x[row : row + 1, :n])
+        if out is None:
+            out = y.new_zeros(x.shape[0], x.shape[1], y.shape[-1])
+        out[row, :n] = y[0]
+    return out
+
+
 class KVCache(nn.Module):
     """Preallocated keys and values [B, heads, max_len, head_dim], written at absolute positions."""
 
@@ -148,15 +163,19 @@ class MusicGenLM(nn.Module):
         Melody models: the prefix [projected chroma [B, chroma_length, 12] | projected text]."""
         p = self.layer_norm.weight
         mask = text_mask.to(device=p.device, dtype=torch.bool)
-        states = self.enc_to_dec_proj(text_states.to(p)) * mask[..., None].to(p.dtype)
+        lengths = mask.sum(dim=1).tolist()
+        if not torch.equal(mask, torch.arange(mask.shape[1], device=mask.device)[None, :] < mask.sum(dim=1, keepdim=True)):
+            raise ValueError("text masks must be right-padded: each row's tokens first, then its padding")
+        states = each_row(self.enc_to_dec_proj, text_states.to(p), lengths)  # zero over the padding
         if self.cfg.melody:
             if chroma is None or chroma.shape[:2] != (states.shape[0], self.cfg.chroma_length):
                 raise ValueError(f"a melody model needs chroma [batch, {self.cfg.chroma_length}, {self.cfg.num_chroma}]")
-            self.prefix = torch.cat([self.audio_enc_to_dec_proj(chroma.to(p)), states], dim=1)
+            chroma = each_row(self.audio_enc_to_dec_proj, chroma.to(p), [chroma.shape[1]] * chroma.shape[0])
+            self.prefix = torch.cat([chroma, states], dim=1)
             return
         for layer in self.layers:
             attn = layer.encoder_attn
-            layer.cross_kv = (attn.split(attn.k_proj(states)), attn.split(attn.v_proj(states)))
+            layer.cross_kv = tuple(attn.split(each_row(proj, states, lengths)) for proj in (attn.k_proj, attn.v_proj))
         # Additive mask over the text keys. A row with no text at all (the unconditional row of
         # guidance) then attends uniformly to all-zero values: its cross-attention output is zero.
         self.cross_mask = torch.zeros(mask.shape, dtype=p.dtype, device=p.device).masked_fill(

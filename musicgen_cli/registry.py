@@ -45,7 +45,7 @@ def bundled() -> Known:
     config = json.loads((BUNDLED_FOLDER / "config.json").read_text())
     frames = json.loads((BUNDLED_FOLDER / "generation_config.json").read_text())["max_length"]
     dec, codec = config["decoder"], config["audio_encoder"]
-    hop = math.prod(codec["upsampling_ratios"])
+    hop = codec.get("hop_length") or math.prod(codec["upsampling_ratios"])  # our codec v2 / EnCodec
     return Known(BUNDLED, "", f"{dec['hidden_size']} x {dec['num_hidden_layers']}",
                  stereo=dec.get("audio_channels", 1) == 2, melody=config["model_type"] == "musicgen_melody",
                  window=frames * hop / codec["sampling_rate"])

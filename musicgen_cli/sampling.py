@@ -1,7 +1,8 @@
 """Guidance and sampling in plain PyTorch: the reference path the fast kernels are checked against.
 
 Order of operations (as in transformers and audiocraft): classifier-free guidance on raw logits,
-then temperature, then top-k, then top-p over what top-k kept, then one seeded draw.
+then temperature, then top-k, then top-p over what top-k kept, then one seeded draw. Each batch row
+draws from its own generator, so a row's tokens do not depend on the rows beside it.
 `top_k == 1` (or temperature 0) is exact greedy decoding: argmax, no random draw.
 """
 
@@ -46,9 +47,12 @@ def sample(logits: torch.Tensor, opts: SamplingOptions, generator: torch.Generat
     return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
 
 
-def next_tokens(logits: torch.Tensor, opts: SamplingOptions, generator: torch.Generator | None) -> torch.Tensor:
-    """LM output [R, K, V] for R rows (with guidance: B conditional rows then B unconditional) -> [B, K]."""
+def next_tokens(logits: torch.Tensor, opts: SamplingOptions, generators: list[torch.Generator] | None) -> torch.Tensor:
+    """LM output [R, K, V] for R rows (with guidance: B conditional rows then B unconditional) -> [B, K];
+    `generators`: one per batch row (None: torch's global generator)."""
     if opts.guided:
         cond, uncond = logits.chunk(2, dim=0)
         logits = guide(cond, uncond, opts.cfg)
-    return sample(logits, opts, generator)
+    if generators is None or opts.greedy:
+        return sample(logits, opts, None)
+    return torch.stack([sample(row, opts, g) for row, g in zip(logits, generators, strict=True)])

@@ -26,6 +26,13 @@ def decoder(**values):
     return change
 
 
+def part(name, **values):
+    def change(config):
+        config[name].update(values)
+        return config
+    return change
+
+
 def drop(part, key):
     def change(config):
         del config[part][key]
@@ -49,17 +56,58 @@ CASES = {
     "text encoder key": (drop("text_encoder", "d_model"), "text encoder"),
     "codec key": (drop("audio_encoder", "upsampling_ratios"), "codec"),
     "text encoder shape": (lambda c: {**c, "text_encoder": {**c["text_encoder"], "d_ff": 7}}, "text encoder"),
+    "no codec": (lambda c: {k: v for k, v in c.items() if k != "audio_encoder"}, "no audio_encoder"),
+    "60 GB codec": (part("audio_encoder", num_filters=1024, hidden_size=4096, codebook_dim=4096), "GiB (at most 4)"),
+    "60 GB text encoder": (part("text_encoder", num_layers=256, d_model=16384, d_ff=160000, d_kv=64, num_heads=256),
+                           "GiB (at most 32)"),
+    "a million codec strides": (part("audio_encoder", upsampling_ratios=[1] * 10**6), "upsampling_ratios"),
+    "text encoder layers": (part("text_encoder", num_layers=10**6), "num_layers"),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_malformed_config_is_one_line(mono_ckpt, tmp_path, capsys, case):
+def test_malformed_config_is_one_line(mono_ckpt, tmp_path, capsys, monkeypatch, case):
+    """Each refused from config.json alone: before any weight is read or anything is built."""
     change, message = CASES[case]
     folder = tmp_path / "ckpt"
     shutil.copytree(mono_ckpt, folder)
     edit_config(folder, change)
+    if case.startswith(("60 GB", "a million", "text encoder layers", "no codec")):
+        monkeypatch.setattr(checkpoints, "_read_weights", lambda *a: pytest.fail("weights were read"))
     code, lines = run_main(["generate", "x", "-m", folder, "-d", "0.5", "-o", tmp_path / "a.wav"], capsys)
     assert code == 1 and len(lines) == 1 and message in lines[0], lines
+
+
+def test_a_huge_bundled_codec_v2_config_is_refused_before_allocating():
+    """The bundled model's next codec (codec_v2.py) is built from its config.json: a config asking
+    for 72 GiB of weights (or values of the wrong type) is one line each. Run in a process limited to
+    3 GB of address space, so that a build that allocates fails there instead of filling the machine."""
+    import resource
+    import subprocess
+    import sys
+
+    script = """
+import json, sys
+from musicgen_cli.codec_v2 import BundledCodec
+from musicgen_cli.errors import MusicgenError
+for config in json.loads(sys.argv[1]):
+    try:
+        BundledCodec.from_state(config, {})
+    except MusicgenError as e:
+        print(e)
+"""
+    cases = [({"model_type": "musicgen_codec_v2", "dim": 1 << 14, "dec_blocks": 8}, "of 72 GiB (at most 4)"),
+             ({"dim": "256"}, "dim must be a whole number"),
+             ({"enc_ffts": [4096] * 1000}, "enc_ffts must be a list of 1 to 4"),
+             ({"model_type": "encodec"}, "not a musicgen_codec_v2"),
+             ([], "not an object")]
+    limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # noqa: E731
+    done = subprocess.run([sys.executable, "-c", script, json.dumps([c for c, _ in cases])], capture_output=True,
+                          text=True, timeout=120, preexec_fn=limit)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and len(lines) == len(cases), done.stderr[-2000:]
+    for line, (_, message) in zip(lines, cases):
+        assert message in line, line
 
 
 @pytest.mark.parametrize("max_length", ["abc", -5, [1]])

@@ -115,9 +115,14 @@ def test_too_long_input_is_refused_from_its_header(two_hours, tmp_path, capsys, 
         raise AssertionError("samples were read")
 
     monkeypatch.setattr(sf, "read", no_read)
-    for command in (["continue", two_hours, "--prompt-seconds", "2"], ["melody", two_hours]):
-        code, lines = run_main([*command, "-m", tmp_path / "none", "-o", tmp_path / "a.wav"], capsys)
-        assert code == 1 and len(lines) == 1 and "lasts 7200 s (from its header)" in lines[0], lines
+    code, lines = run_main(["melody", two_hours, "-m", tmp_path / "none", "-o", tmp_path / "a.wav"], capsys)
+    assert code == 1 and len(lines) == 1 and "lasts 7200 s (from its header)" in lines[0], lines
+    # continue writes the input into its output: 2 h + 10 s is too long (--only-new reads only the end)
+    code, lines = run_main(["continue", two_hours, "--prompt-seconds", "2", "-m", tmp_path / "none",
+                            "-o", tmp_path / "a.wav"], capsys)
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0] == ("musicgen: error: the output would last 7210 s, the input's 7200 s included "
+                        "(--only-new writes only the new part); at most 3600 s"), lines
 
 
 def test_melody_reads_only_the_span_it_uses(two_hours, tmp_path, capsys, monkeypatch):

@@ -133,7 +133,33 @@ def test_training_runs_resumes_on_its_planned_schedule_and_exports(tmp_path, mon
     assert BundledCodec.load(folder).encode(torch.zeros(1, 1, 6400)).shape == (1, 4, 10)
 
 
-def test_first_level_probe_scores_the_score_head_against_the_roll():
+def test_frozen_codes_stay_fixed_while_the_decoder_learns(tmp_path, monkeypatch):
+    """From freeze_codes_at on, an input's codes no longer change (an LM can learn from them) but the
+    decoder does; a plan that never had the field gets it once from a later call."""
+    data = tmp_path / "data"
+    (data / "mix").mkdir(parents=True)
+    sf.write(data / "mix" / "11.flac", plain_synth(compose(11, 3.0)), 32000, subtype="PCM_16")
+    (data / "manifest.jsonl").write_text(json.dumps({"seed": 11, "caption": "", "style": "", "tempo": 100,
+                                                     "key": "C", "mode": "major"}) + "\n")
+    monkeypatch.setattr(codec2, "WARMUP_AE", 1)
+    run = tmp_path / "run"
+    codec2.train(data, run, total_steps=8, stop_at=3, batch=2, seconds=0.64, config=TINY, save_every=100)
+    plan = json.loads((run / "run.json").read_text())
+    del plan["freeze_codes_at"]  # as a run planned before the option existed
+    (run / "run.json").write_text(json.dumps(plan))
+    codec2.train(data, run, total_steps=8, stop_at=4, batch=2, seconds=0.64, config=TINY, save_every=100,
+                 freeze_codes_at=4)
+    assert json.loads((run / "run.json").read_text())["freeze_codes_at"] == 4
+    wav = torch.from_numpy(plain_synth(compose(12, 1.0)))[None, None]
+    before, _ = codec2.load_run(run)
+    codec2.train(data, run, total_steps=8, batch=2, seconds=0.64, config=TINY, save_every=100, freeze_codes_at=0)
+    after, step = codec2.load_run(run)
+    assert step == 8
+    assert torch.equal(before.encode(wav), after.encode(wav))
+    for name, tensor in before.state_dict().items():
+        same = torch.equal(tensor, after.state_dict()[name])
+        assert same != name.startswith("decoder."), name  # only (and every part of) the decoder moved
+
     from musicgen_cli.evaluate.codec_report import first_level_probe
 
     mix = plain_synth(compose(1_000_003, 2.0))

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import soundfile as sf
 from cli_helpers import run_and_interrupt, run_main
@@ -97,6 +98,61 @@ def test_sigterm_is_handled_like_ctrl_c(mono_ckpt, tmp_path):
     assert code == 143, stderr
     assert "Traceback" not in stderr and "musicgen: terminated; no output file was left behind" in stderr, stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def start_and_catch_the_write(args, folder, stderr):
+    """Start `musicgen ARGS` writing into `folder`; return (process, its hidden temp output) once
+    that file has been seen growing: the signal the caller sends then lands in the write itself."""
+    proc = subprocess.Popen(musicgen(*args), stdout=subprocess.DEVNULL, stderr=stderr)
+    sizes, deadline = {}, time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        for entry in os.scandir(folder):
+            if entry.name.startswith(files.TEMP_PREFIX) and entry.name.endswith(".mp3"):
+                try:
+                    size = entry.stat().st_size
+                except OSError:  # renamed meanwhile
+                    continue
+                if size and sizes.setdefault(entry.path, size) < size:
+                    return proc, Path(entry.path)
+        time.sleep(0.002)
+    proc.kill()
+    raise AssertionError(f"never saw the output being written (exit code {proc.wait()})")
+
+
+def test_sigterm_during_the_write_leaves_no_temp_file(mono_ckpt, tmp_path):
+    """Item 4: SIGTERM while the encoder is writing the hidden temp file (a minute of MP3 takes about
+    a second and a half to encode here): exit 143, one line, nothing left in the folder."""
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(tmp_path / "stderr", "w") as stderr:
+        proc, temp = start_and_catch_the_write(["generate", "x", "-m", mono_ckpt, "-d", "60", "-o", out / "long.mp3"],
+                                               out, stderr)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    said = (tmp_path / "stderr").read_text()
+    assert code == 143 and "Traceback" not in said, said
+    assert said.strip().splitlines()[-1] == "musicgen: terminated; no output file was left behind", said
+    assert list(out.iterdir()) == [], said
+
+
+def test_sigkill_during_the_write_leaves_a_temp_file_the_next_run_sweeps(mono_ckpt, tmp_path, capsys):
+    """Item 4: SIGKILL cannot be handled, so the hidden temp file stays (and no output name is
+    taken); once it is older than an hour the next run writing into that folder removes it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    proc, temp = start_and_catch_the_write(["generate", "x", "-m", mono_ckpt, "-d", "60", "-o", out / "long.mp3"],
+                                           out, subprocess.DEVNULL)
+    proc.kill()
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    left = sorted(out.iterdir())  # the audio's temp file, and the sidecar's (written first), both hidden
+    assert temp in left and temp.stat().st_size > 0 and all(p.name.startswith(files.TEMP_PREFIX) for p in left)
+    code, lines = run_main(["generate", "x", "-m", mono_ckpt, "-d", "0.5", "-o", out / "b.wav"], capsys)
+    assert code in (0, None) and all(p.exists() for p in left), lines  # a fresh one may be a run in progress: kept
+    for p in left:
+        os.utime(p, (time.time() - files.STALE_SECONDS - 60,) * 2)
+    code, lines = run_main(["generate", "x", "-m", mono_ckpt, "-d", "0.5", "-o", out / "c.wav"], capsys)
+    assert code in (0, None), lines
+    assert sorted(p.name for p in out.iterdir()) == ["b.json", "b.wav", "c.json", "c.wav"]
 
 
 def test_stale_temp_files_of_ours_are_swept(mono_ckpt, tmp_path, capsys):

@@ -1,7 +1,9 @@
 """Item 1 of issue 16: a damaged or foreign cached kernel library is never loaded (it crashed every
-later run with SIGBUS/SIGSEGV); the run falls back with one line, and the sidecar names the backend
-that really ran."""
+later run with SIGBUS/SIGSEGV): it is rebuilt with the real compiler, and the next run loads the
+rebuilt one; without a compiler the run falls back with one line. The sidecar names the backend that
+really ran. Caches live under the test's own temporary folder, never the user's."""
 
+import _ctypes
 import json
 import os
 import shutil
@@ -36,8 +38,54 @@ def checkout_copy(tmp_path) -> Path:
 def damage(path: Path, how: str) -> None:
     if how == "truncate":
         os.truncate(path, 20000)
+    elif how == "foreign":  # a real shared library, but not ours
+        shutil.copyfile(_ctypes.__file__, path)
     else:
         path.write_bytes(b"\xcc" * path.stat().st_size)  # int3 everywhere: SIGTRAP if ever run
+
+
+def generate(checkout: Path, ckpt, out: Path, **env) -> subprocess.CompletedProcess:
+    env = {**{k: v for k, v in os.environ.items() if k not in ("MUSICGEN_CACHE", "CXX")}, "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(checkout), **env}
+    return subprocess.run([sys.executable, "-m", "musicgen_cli", "generate", "x", "-m", str(ckpt), "-d", "0.5",
+                           "--backend", "cpu", "--dtype", "int8", "-o", str(out)],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=checkout)
+
+
+def warning_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "warning" in line.lower()]
+
+
+@pytest.mark.parametrize("how", ["truncate", "foreign"])
+def test_damaged_cached_library_is_rebuilt_then_reused(built_library, mono_ckpt, tmp_path, how):
+    """The cache (under XDG_CACHE_HOME) holds a damaged or foreign library with our name and the
+    stamp of a good build: one line says it was rebuilt, the real compiler rebuilds it, the fast path
+    runs; the next run loads the rebuilt library without building (no compiler then)."""
+    checkout = checkout_copy(tmp_path)
+    for isa in build.ISAS:  # the cache it is
+        (checkout / "musicgen_cli" / "native" / build.prebuilt(isa).name).unlink(missing_ok=True)
+    digest = build.source_digest(isa="avx2")
+    target = tmp_path / "xdg" / "musicgen" / "kernels" / f"cpu-avx2-{digest}.so"
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(built_library, target)
+    shutil.copyfile(built_library.with_name(built_library.name + ".json"), target.with_name(target.name + ".json"))
+    damage(target, how)
+    damaged = target.read_bytes()
+    first = generate(checkout, mono_ckpt, tmp_path / "a.wav", XDG_CACHE_HOME=str(tmp_path / "xdg"),
+                     MUSICGEN_CPU_ISA="avx2")
+    assert first.returncode == 0, first.stderr
+    said = warning_lines(first.stderr)
+    assert said == [f"musicgen: warning: {target} did not match its stamp (damaged, or not ours); rebuilt it"], first.stderr
+    assert json.loads((tmp_path / "a.json").read_text())["backend"] == "cpu"
+    assert build.verified(target, digest) and target.read_bytes() != damaged
+    built = target.stat()
+
+    second = generate(checkout, mono_ckpt, tmp_path / "b.wav", XDG_CACHE_HOME=str(tmp_path / "xdg"), CXX="/bin/false",
+                      MUSICGEN_CPU_ISA="avx2")
+    assert second.returncode == 0 and warning_lines(second.stderr) == [], second.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["backend"] == "cpu"
+    assert (target.stat().st_ino, target.stat().st_mtime_ns) == (built.st_ino, built.st_mtime_ns)
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temp file of the build left
 
 
 @pytest.mark.parametrize("how", ["truncate", "overwrite"])
@@ -54,13 +102,11 @@ def test_damaged_cached_library_falls_back_with_one_line(built_library, mono_ckp
         if library.exists():
             damage(library, how)
     out = tmp_path / "a.wav"
-    env = {**os.environ, "MUSICGEN_CACHE": str(cache), "CXX": "/bin/false", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(checkout), "MUSICGEN_CPU_ISA": "avx2"}
-    done = subprocess.run([sys.executable, "-m", "musicgen_cli", "generate", "x", "-m", str(mono_ckpt), "-d", "0.5",
-                           "--backend", "cpu", "--dtype", "int8", "-o", str(out)],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=checkout)
+    done = generate(checkout, mono_ckpt, out, MUSICGEN_CACHE=str(cache), CXX="/bin/false", MUSICGEN_CPU_ISA="avx2")
     assert done.returncode == 0, done.stderr
-    assert done.stderr.count("CPU fast path unavailable, using PyTorch: building the CPU kernels failed") == 1, done.stderr
+    said = warning_lines(done.stderr)
+    assert len(said) == 1 and said[0].startswith("musicgen: warning: CPU fast path unavailable, using PyTorch: "), done.stderr
+    assert said[0].endswith(f"{target} did not match its stamp (damaged, or not ours); building the CPU kernels failed: (no message)")
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["backend"] == "cpu-pytorch" and sidecar["dtype"] == "int8"
 

@@ -127,7 +127,7 @@ def draws(logits, opts, n, seq_len=1):
     """n draws of the fused sampler for one (row, codebook), steps 0 .. n-1."""
     b, k = 1, 1
     decoder = FastDecoder.__new__(FastDecoder)
-    decoder.opts, decoder.lib, decoder.step = opts, LIB, 0
+    decoder.opts, decoder.lib, decoder.step, decoder.seeds = opts, LIB, 0, None
     out = []
     seq = torch.zeros(b, k, seq_len, dtype=torch.long)
     known = torch.zeros(b, k, seq_len, dtype=torch.bool)
@@ -166,7 +166,7 @@ def test_sampler_seed_repeats_greedy_is_argmax_known_cells_kept():
     greedy = draws(logits, SamplingOptions(top_k=1, cfg=3.0), 3)
     assert (greedy == guide(logits[0], logits[1], 3.0).argmax()).all()
     decoder = FastDecoder.__new__(FastDecoder)
-    decoder.opts, decoder.lib, decoder.step = opts, LIB, 0
+    decoder.opts, decoder.lib, decoder.step, decoder.seeds = opts, LIB, 0, None
     seq, known = torch.full((1, 1, 2), 5), torch.tensor([[[True, False]]])
     decoder.sample(logits, seq, known, 0)
     assert seq[0, 0, 0] == 5
@@ -276,10 +276,10 @@ def test_cuda_sampler_draws_what_the_cpu_sampler_draws():
     opts = SamplingOptions(top_k=250, top_p=0.9, temperature=0.9, cfg=3.0, seed=11)
     seq, known = torch.zeros(2, 4, 3, dtype=torch.long), torch.zeros(2, 4, 3, dtype=torch.bool)
     cpu_decoder = FastDecoder.__new__(FastDecoder)
-    cpu_decoder.opts, cpu_decoder.lib, cpu_decoder.step = opts, LIB, 0
+    cpu_decoder.opts, cpu_decoder.lib, cpu_decoder.step, cpu_decoder.seeds = opts, LIB, 0, None
     gpu_decoder = cuda.GraphDecoder.__new__(cuda.GraphDecoder)
-    gpu_decoder.opts, gpu_decoder.kernel = opts, kernel
-    gpu_decoder.seed_step = torch.tensor([opts.seed, 0], device="cuda")
+    gpu_decoder.opts, gpu_decoder.kernel, gpu_decoder.seeds = opts, kernel, None
+    gpu_decoder.steps = torch.zeros(1, dtype=torch.long, device="cuda")
     gpu_decoder.col = torch.zeros(1, dtype=torch.long, device="cuda")
     gseq, gknown = seq.cuda(), known.cuda()
     for col in range(3):

@@ -72,6 +72,17 @@ def test_lm_loss_is_the_mean_over_the_real_cells_only():
     assert lm.loss_on(FixedScores(nudged), batch_of(codes)).item() < loss.item() - 1e-4
 
 
+def test_codebook_zero_weight_counts_its_cells_that_many_times():
+    gen = torch.Generator().manual_seed(2)
+    codes = torch.randint(0, CARD, (B, K, T), generator=gen)
+    logits = torch.randn(B * K, T + max(DELAYS), CARD, generator=gen)
+    per_book = [F.cross_entropy(torch.stack([logits[b * K + q, f + DELAYS[q]] for b in range(B) for f in range(T)]),
+                                torch.stack([codes[b, q, f] for b in range(B) for f in range(T)])) for q in range(K)]
+    weighted = (3.0 * per_book[0] + sum(per_book[1:])) / (3.0 + K - 1)  # each book has B * T real cells
+    assert torch.allclose(lm.loss_on(FixedScores(logits), batch_of(codes), first_weight=3.0), weighted, atol=1e-6)
+    assert not torch.allclose(weighted, by_hand(logits, codes), atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def tiny_lm(melody_ckpt, tmp_path_factory):
     torch.manual_seed(0)

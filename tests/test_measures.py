@@ -97,6 +97,35 @@ def test_text_control_reports_success_and_failure(items, classifier):
     assert {r["heard_key"] for r in bad["rows"]} == {"Eb major"} and {r["heard"] for r in bad["rows"]} == {"busy"}
 
 
+def test_key_and_tempo_count_only_captions_that_name_them(items, classifier):
+    """The key and tempo figures judge a caption only on what it asks for."""
+    silent = [ds.Item(i.seed, f"{i.style} piece", i.style, i.tempo, i.key, i.mode, i.mix, i.melody) for i in items]
+    mixed = silent[:3] + items[3:]  # the deaf model's key and tempo are wrong for every piece
+    deaf = report.text_control(DEAF, classifier, mixed, SECONDS)
+    assert deaf["key_accuracy_when_named"] == 0.0 and deaf["tempo_within_5pct_when_named"] == 0.0
+    good = report.text_control(faithful(items), classifier, items, SECONDS)
+    assert good["key_accuracy_when_named"] == 1.0 and good["tempo_within_5pct_when_named"] == 1.0, good["rows"]
+    unnamed = report.text_control(DEAF, classifier, silent, SECONDS)
+    assert np.isnan(unnamed["key_accuracy_when_named"]) and np.isnan(unnamed["tempo_within_5pct_when_named"])
+
+
+def test_gates_pass_a_faithful_model_and_fail_a_deaf_one(items, classifier):
+    def full(mg):
+        return {"text_control": report.text_control(mg, classifier, items, SECONDS),
+                "melody": report.melody_following(mg, items, SECONDS),
+                "structure_30s": report.structure(mg, items[:2], items[:2], SECONDS),
+                "style_classifier_accuracy_on_heldout_renders": 0.9, "size_mb": 40.0}
+
+    good, bad = report.gates(full(faithful(items))), report.gates(full(DEAF))
+    assert all(v for k, v in good.items() if k != "structure_contrast"), good
+    deaf_to = ("key_heard_when_named", "tempo_within_5pct_when_named", "style_heard", "melody_followed")
+    assert not any(bad[k] for k in deaf_to), bad
+    assert not report.gates({**full(DEAF), "size_mb": 61.0})["size"]
+    nan = full(DEAF)
+    nan["text_control"]["key_accuracy_when_named"] = float("nan")
+    assert not report.gates(nan)["key_heard_when_named"]
+
+
 def test_every_key_is_told_apart():
     """A key finder that ignored the audio would be right for at most one of the twelve."""
     for tonic in F.KEY_NAMES:

@@ -22,11 +22,11 @@ def test_a_take_made_again_is_the_same_and_varies_only_what_is_asked(tmp_path):
     assert r.returncode == 0, r.stderr
     first, second = sf.read(tmp_path / "take-1.wav")[0], sf.read(tmp_path / "take-2.wav")[0]
 
-    r = run("generate", "--again", "take-2.wav", cwd=tmp_path)  # the second row of a batch of two
+    r = run("generate", "--again", "take-2.wav", cwd=tmp_path)  # the second file: seed 6, made alone now
     assert r.returncode == 0, r.stderr
     assert np.array_equal(sf.read(tmp_path / "take-2-again.wav")[0], second)  # sample for sample
     side = json.loads((tmp_path / "take-2-again.json").read_text())
-    assert (side["prompt"], side["seed"], side["top_k"], side["batch_index"]) == ("rock band", 5, 100, 1)
+    assert (side["prompt"], side["seed"], side["top_k"]) == ("rock band", 6, 100)
 
     r = run("generate", "--again", "take-1.json", "--seed", "6", "-o", "reseeded.wav", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -40,13 +40,17 @@ def test_a_take_made_again_is_the_same_and_varies_only_what_is_asked(tmp_path):
     assert sf.info(tmp_path / "longer.wav").frames == 3 * 32000 and (side["seed"], side["top_k"]) == (5, 100)
 
 
-def test_variations_are_distinct_takes_each_made_again_alone(tmp_path):
-    r = run("generate", "surf rock", "--variations", "3", "-d", "1", "--seed", "9", "-o", "surf.wav", cwd=tmp_path)
+def test_variations_are_distinct_takes_each_its_own_seed_alone(tmp_path):
+    """--seed 5 --variations 3: the files of seeds 5, 6 and 7, each the same as that seed alone."""
+    r = run("generate", "surf rock", "--variations", "3", "-d", "1", "--seed", "5", "-o", "surf.wav", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     takes = [sf.read(tmp_path / f"surf-{i}.wav")[0] for i in (1, 2, 3)]
     assert not np.array_equal(takes[0], takes[1]) and not np.array_equal(takes[1], takes[2])
     sides = [json.loads((tmp_path / f"surf-{i}.json").read_text()) for i in (1, 2, 3)]
-    assert [s["batch_index"] for s in sides] == [0, 1, 2] and {s["prompt"] for s in sides} == {"surf rock"}
+    assert [s["seed"] for s in sides] == [5, 6, 7] and {s["prompt"] for s in sides} == {"surf rock"}
+    r = run("generate", "surf rock", "-d", "1", "--seed", "6", "-o", "alone.wav", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "alone.wav").read_bytes() == (tmp_path / "surf-2.wav").read_bytes()
     r = run("generate", "--again", "surf-3.wav", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert np.array_equal(sf.read(tmp_path / "surf-3-again.wav")[0], takes[2])

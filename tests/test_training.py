@@ -113,22 +113,37 @@ def test_latent_norm_folds_into_the_encoder():
     torch.testing.assert_close(before, after, atol=1e-5, rtol=1e-4)
 
 
-def test_lm_stage_trains_exports_and_the_folder_generates(tiny_codec, tiny_data, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_codec_v2(tmp_path_factory):
+    """An untrained second codec (codec_v2) in its stage folder: config.json + codec.pt, float16."""
+    from musicgen_cli.codec_v2 import BundledCodec, CodecConfig
+
+    torch.manual_seed(0)
+    config = CodecConfig(enc_ffts=[1024, 256], dec_fft=1280, dim=32, enc_blocks=1, dec_blocks=1, latent_dim=8,
+                         codebook_size=64)
+    return BundledCodec(config).save(tmp_path_factory.mktemp("codec2") / "codec", half=True)
+
+
+@pytest.mark.parametrize("which", ["encodec", "codec_v2"])
+def test_lm_stage_trains_exports_and_the_folder_generates(which, request, tiny_data, tmp_path):
     from musicgen_cli.api import MusicGen
     from musicgen_cli.sampling import SamplingOptions
     from musicgen_cli.train import export, lm
 
-    _, codec_folder = tiny_codec
+    codec_folder = request.getfixturevalue("tiny_codec")[1] if which == "encodec" else request.getfixturevalue("tiny_codec_v2")
     tokens = lm.tokenize(tiny_data, codec_folder, tmp_path / "tokens.pt")
     data = torch.load(tokens, weights_only=True)
     assert data["codes"].shape == (3, 4, 600) and data["chroma"].shape == (3, 94, 12)
     assert (data["chroma"].sum(-1) == 1).all()
     out = tmp_path / "lm"
-    lm.train(tokens, codec_folder, out, steps=4, batch=2, vocab_size=60, layers=1, dim=32, save_every=2)
-    first = [json.loads(x)["loss"] for x in (out / "log.jsonl").read_text().splitlines()]
-    assert len(first) == 1 and np.isfinite(first[0])
-    lm.train(tokens, codec_folder, out, steps=6, batch=2, vocab_size=60, layers=1, dim=32, save_every=2)
-    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 6
+    lm.train([tokens], codec_folder, out, total_steps=6, stop_at=4, batch=2, vocab_size=60, layers=1, dim=32,
+             save_every=2, heldout=tokens)
+    first = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert len(first) == 1 and np.isfinite(first[0]["loss"]) and np.isfinite(first[0]["heldout"])
+    # resumed with other values: the run's plan (6 steps, its schedule, its sizes) holds
+    lm.train([tokens], codec_folder, out, total_steps=60, batch=2, vocab_size=60, layers=2, dim=32, save_every=2)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 6 and state["opt"]["param_groups"][0]["lr"] == lm.learning_rate(5, 6, 1e-3)
     folder = export.export(out, codec_folder, tmp_path / "model")
     mg = MusicGen.load(str(folder))
     assert mg.melody and mg.max_duration == lm.WINDOW_S
@@ -136,4 +151,8 @@ def test_lm_stage_trains_exports_and_the_folder_generates(tiny_codec, tiny_data,
     assert codes.shape == (1, 4, 20) and int(codes.max()) < 64
     melody = torch.from_numpy(dataset.read(dataset.load(tiny_data)[0].melody))[None]
     assert mg.generate_codes(["a jazz tune"], 0.4, SamplingOptions(seed=1), melody=melody).shape == (1, 4, 20)
+    # the folder's codec is the one trained on, and it encodes the pieces as the tokens stage did
+    wav = torch.from_numpy(dataset.read(dataset.load(tiny_data)[1].mix))[None, None]
+    assert torch.equal(mg.codec.encode(wav, 4)[0].to(torch.int16), data["codes"][1])
+    assert type(mg.codec.model) is type(lm.load_codec(codec_folder))
 

@@ -66,21 +66,22 @@ def crops(audio: np.ndarray, seconds: float, count: int) -> list[np.ndarray]:
     return [audio[s : s + n] for s in starts]
 
 
-def style_classifier(items: list[ds.Item], seconds: float) -> tuple[ft.StyleClassifier, float]:
-    """Fit on held-out renders; its accuracy on renders by 2-fold cross-validation over pieces."""
-    feats, labels, piece = [], [], []
-    for i, item in enumerate(items):
-        for c in crops(ds.read(item.mix), seconds, 3):
-            feats.append(ft.style_features(c))
-            labels.append(item.style)
-            piece.append(i)
-    feats, piece = np.stack(feats), np.array(piece)
-    fold = piece % 2 == 0
-    acc = []
-    for train in (fold, ~fold):
-        clf = ft.StyleClassifier().fit(feats[train], [lab for lab, t in zip(labels, train) if t])
-        acc.append(clf.accuracy(feats[~train], [lab for lab, t in zip(labels, train) if not t]))
-    return ft.StyleClassifier().fit(feats, labels), float(np.mean(acc))
+def style_classifier(train: list[ds.Item], heldout: list[ds.Item], seconds: float) -> tuple[ft.StyleClassifier, float]:
+    """Fit on training renders; its accuracy on held-out renders (pieces it never saw)."""
+    def features(items):
+        rows = [(ft.style_features(c), item.style) for item in items for c in crops(ds.read(item.mix), seconds, 3)]
+        return np.stack([r[0] for r in rows]), [r[1] for r in rows]
+
+    clf = ft.StyleClassifier().fit(*features(train))
+    return clf, clf.accuracy(*features(heldout))
+
+
+def names_key(item: ds.Item) -> bool:
+    return f"{item.key} {item.mode}" in item.caption
+
+
+def names_tempo(item: ds.Item) -> bool:
+    return f"{round(item.tempo)} bpm" in item.caption.lower()
 
 
 def generate(mg, prompt: str, seconds: float, seed: int, melody: np.ndarray | None = None) -> np.ndarray:
@@ -99,8 +100,13 @@ def text_control(mg, clf, items: list[ds.Item], seconds: float) -> dict:
                      "bpm": item.tempo, "heard_bpm": round(bpm, 1), "key": f"{item.key} {item.mode}",
                      "heard_key": f"{ft.KEY_NAMES[est_tonic]} {est_mode}",
                      "key_ok": est_tonic == ft.pitch_class(item.key) and est_mode == item.mode})
+    key_named = [r["key_ok"] for r, item in zip(rows, items) if names_key(item)]
+    tempo_named = [ft.octave_tempo_error(r["heard_bpm"], r["bpm"]) <= 0.05 * r["bpm"]
+                   for r, item in zip(rows, items) if names_tempo(item)]
     return {
         "style_accuracy": float(np.mean([r["style"] == r["heard"] for r in rows])),
+        "key_accuracy_when_named": float(np.mean(key_named)) if key_named else float("nan"),
+        "tempo_within_5pct_when_named": float(np.mean(tempo_named)) if tempo_named else float("nan"),
         "tempo_error_bpm_median": statistics.median(ft.tempo_error(r["heard_bpm"], r["bpm"]) for r in rows),
         "tempo_error_bpm_median_octave": statistics.median(ft.octave_tempo_error(r["heard_bpm"], r["bpm"]) for r in rows),
         "key_accuracy": float(np.mean([r["key_ok"] for r in rows])),
@@ -138,12 +144,34 @@ def structure(mg, heldout: list[ds.Item], train: list[ds.Item], seconds: float) 
             for what, fn in (("repetition", ft.repetition), ("contrast", ft.structure_contrast))}
 
 
+GATES = {  # issue 13's targets for the bundled model
+    "key_heard_when_named": (lambda r: r["text_control"]["key_accuracy_when_named"] >= 0.5),
+    "tempo_within_5pct_when_named": (lambda r: r["text_control"]["tempo_within_5pct_when_named"] >= 0.6),
+    "style_heard": (lambda r: r["text_control"]["style_accuracy"] >= 0.6),
+    "style_classifier_on_renders": (lambda r: r["style_classifier_accuracy_on_heldout_renders"] >= 0.85),
+    "melody_followed": (lambda r: r["melody"]["with_melody"] >= 0.35),
+    "melody_not_without_it": (lambda r: r["melody"]["text_only"] <= 0.15),
+    "structure_contrast": (lambda r: r["structure_30s"]["generated_contrast"] >= 0.1),
+    "size": (lambda r: r["size_mb"] <= 60.0),
+}
+
+
+def gates(report: dict) -> dict:
+    """Each of issue 13's targets, met or not (a figure that could not be measured is not met)."""
+    return {name: bool(test(report)) for name, test in GATES.items()}
+
+
+def folder_mb(folder) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="bundled")
     p.add_argument("--heldout", required=True, help="a dataset folder rendered with seeds >= 1000000")
     p.add_argument("--train", required=True, help="the training dataset folder (structure reference)")
     p.add_argument("--prompts", type=int, default=16, help="held-out captions to generate from")
+    p.add_argument("--classifier-pieces", type=int, default=400, help="training renders the style classifier learns from")
     p.add_argument("--out", default=None, help="also write the whole report (with per-prompt rows) as JSON")
     args = p.parse_args(argv)
     from ..api import MusicGen
@@ -152,13 +180,14 @@ def main(argv: list[str] | None = None) -> None:
     mg = MusicGen.load(args.model)
     heldout, train = ds.load(args.heldout), ds.load(args.train)
     prompts = heldout[: args.prompts]
-    report = {"model": args.model, "codec": codec_quality(mg, heldout[:20], 10.0)}
-    clf, clf_acc = style_classifier(heldout, 10.0)
-    report["style_classifier_accuracy_on_renders"] = clf_acc
+    report = {"model": args.model, "size_mb": folder_mb(mg.folder), "codec": codec_quality(mg, heldout[:20], 10.0)}
+    clf, clf_acc = style_classifier(train[: args.classifier_pieces], heldout, 10.0)
+    report["style_classifier_accuracy_on_heldout_renders"] = clf_acc
     report["renders"] = render_reference(prompts, 10.0)
     report["text_control"] = text_control(mg, clf, prompts, 10.0)
     report["melody"] = melody_following(mg, prompts[:8], 10.0)
     report["structure_30s"] = structure(mg, prompts[:6], train[:6], 30.0)
+    report["gates"] = gates(report)
     summary = dict(report)
     summary["text_control"] = {k: v for k, v in report["text_control"].items() if k != "rows"}
     print(json.dumps(summary, indent=2))

@@ -51,7 +51,7 @@ class FastDecoder(Decoder):
 
     def __init__(self, fast: FastLM, opts: SamplingOptions, lib):
         super().__init__(fast.lm, opts)
-        self.fast, self.lib, self.step = fast, lib, 0
+        self.fast, self.lib, self.step, self.seeds = fast, lib, 0, None
 
     def setup(self, rows: int, columns: int) -> None:
         self.fast.setup_cache(rows, columns)
@@ -67,9 +67,12 @@ class FastDecoder(Decoder):
         assert seq.is_contiguous() and known.is_contiguous() and seq.dtype == torch.long
         b, k, t = seq.shape
         top_k = min(o.top_k, logits.shape[-1])  # past the codebook it means "off"; never truncated by ctypes
+        if self.seeds is None:  # each row's own seed (uint64 in C; every seed is below 2**63)
+            self.seeds = torch.tensor(o.row_seeds(b), dtype=torch.int64)
         self.step += 1
         if self.lib.mg_sample(logits.data_ptr(), b, k, logits.shape[-1], int(o.guided), o.cfg, o.temperature, top_k,
-                              o.top_p, int(o.greedy), o.seed, self.step - 1, seq.data_ptr(), known.data_ptr(), t, col):
+                              o.top_p, int(o.greedy), self.seeds.data_ptr(), self.step - 1, seq.data_ptr(),
+                              known.data_ptr(), t, col):
             raise ModelProducedNaN(self.step)
 
 

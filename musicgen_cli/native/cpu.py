@@ -72,11 +72,16 @@ def locate(isa: str | None = None) -> tuple[str, Path]:
         target = cache_dir() / f"cpu-{choice}-{digest}.so"
         if build.verified(target, digest):
             return choice, target
-        try:  # missing, stale, damaged or foreign: build it anew
+        # missing, or damaged or foreign (its name is ours): build it anew
+        damaged = f"{target} did not match its stamp (damaged, or not ours); " if target.exists() else ""
+        try:
             build.compile_library(target, isa=choice)
-            return choice, target
         except (RuntimeError, OSError) as e:  # a compiler too old for AVX-512 still builds AVX2
-            error = error or KernelUnavailable(str(e))
+            error = error or KernelUnavailable(f"{damaged}{e}")
+            continue
+        if damaged:
+            warnings.warn(f"{damaged}rebuilt it", stacklevel=2)
+        return choice, target
     raise error
 
 
@@ -85,7 +90,7 @@ SIGNATURES = {
     "mg_linear_f32": [P, I, I, P, I, P],
     "mg_linear_bf16": [P, I, I, P, I, P],
     "mg_linear_i8": [P, I, I, P, P, I, P],
-    "mg_sample": [P, I, I, I, I, F, F, I, F, I, U64, U64, P, P, I, I],
+    "mg_sample": [P, I, I, I, I, F, F, I, F, I, P, U64, P, P, I, I],
     "mg_step": [I, P, P, F, P, I, P],
 }
 

@@ -1,12 +1,12 @@
 """The GPU path: the fused sampler (sampler.cu) compiled at run time with NVRTC, which CUDA builds of
 torch ship (no CUDA toolkit needed), and the whole decode step captured as one CUDA graph.
 
-One graph replay per column: the sampler draws column `col` into the pattern from the last logits,
-the network runs on that column (FastLM with its static cache, positions from the device tensor
-`col`), the logits land in a fixed buffer and `col` and the generator's step advance, all on the
-device, so the same graph serves every step of a window. The compiled PTX is cached on disk; any
-failure to build it leaves `graph_support()` None after one warning line (FastLM then runs step by
-step with PyTorch sampling).
+One graph replay per column: the sampler draws column `col` into the pattern from the last logits
+(each batch row with its own seed, from the device tensor `seeds`), the network runs on that column
+(FastLM with its static cache, positions from the device tensor `col`), the logits land in a fixed
+buffer and `col` and the generator's step advance, all on the device, so the same graph serves
+every step of a window. The compiled PTX is cached on disk; any failure to build it leaves
+`graph_support()` None after one warning line (FastLM then runs step by step with PyTorch sampling).
 """
 
 from __future__ import annotations
@@ -61,8 +61,14 @@ class GraphDecoder(FastDecoder):
         super().__init__(fast, opts, lib=None)
         self.kernel = kernel
         device = fast.embed.device
-        self.seed_step = torch.tensor([opts.seed, 0], dtype=torch.long, device=device)  # the generator's state
+        self.steps = torch.zeros(1, dtype=torch.long, device=device)  # the generator's step
         self.col = torch.zeros(1, dtype=torch.long, device=device)
+
+    def row_seeds(self, batch: int, device) -> torch.Tensor:
+        """Each row's seed on the device, made once (before the graph that reads it is captured)."""
+        if self.seeds is None:
+            self.seeds = torch.tensor(self.opts.row_seeds(batch), dtype=torch.long, device=device)
+        return self.seeds
 
     def launch(self, logits: torch.Tensor, seq: torch.Tensor, known: torch.Tensor) -> None:
         """Draw column `self.col` of seq from logits (one launch; no host synchronisation)."""
@@ -71,12 +77,13 @@ class GraphDecoder(FastDecoder):
         vocab = logits.shape[-1]
         self.kernel(grid=(b * k, 1, 1), block=(THREADS, 1, 1), shared_mem=shared_bytes(vocab),
                     args=[logits, b, k, vocab, int(o.guided), float(o.cfg), float(o.temperature), min(o.top_k, vocab),
-                          float(o.top_p), int(o.greedy), self.seed_step, seq, known, t, self.col])
+                          float(o.top_p), int(o.greedy), self.row_seeds(b, seq.device), self.steps, seq, known, t,
+                          self.col])
 
     def sample(self, logits: torch.Tensor, seq: torch.Tensor, known: torch.Tensor, col: int) -> None:
         self.col.fill_(col)
         self.launch(logits.float().contiguous(), seq, known)
-        self.seed_step[1] += 1
+        self.steps += 1
 
     def fill(self, seq: torch.Tensor, known: torch.Tensor, first: int, on_step) -> None:
         prefix = self.lm.prefix_len
@@ -89,7 +96,7 @@ class GraphDecoder(FastDecoder):
             positions = self.col + prefix
             buffer.copy_(self.fast.forward(self.rows(seq.index_select(2, self.col)), positions))
             self.col += 1
-            self.seed_step[1] += 1
+            self.steps += 1
 
         self.col.fill_(first)
         step()  # the first step eagerly: it also warms up what the capture will record

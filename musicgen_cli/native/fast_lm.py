@@ -118,8 +118,8 @@ class FastLM:
     def __call__(self, codes: torch.Tensor, start: int) -> torch.Tensor:
         """codes [R, K, S] at columns start .. start + S - 1 -> logits [R, K, card] after the last one."""
         positions = self.positions(start, codes.shape[2])
-        if start > 0 and codes.shape[2] == 1 and self.fused:
-            return self.step(codes, positions)
+        if codes.shape[2] == 1 and positions.shape[0] == 1 and self.fused:  # a step, or a one-column prefill
+            return self.step(codes, positions)  # (each row's sums independent of the rows beside it)
         return self.forward(codes, positions, upto=int(positions[-1]) + 1)
 
     def forward(self, codes: torch.Tensor, positions: torch.Tensor, upto: int | None = None) -> torch.Tensor:

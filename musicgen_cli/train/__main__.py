@@ -54,13 +54,16 @@ def codec2(data: str = typer.Argument(..., help="a dataset folder"),
            stop_at: int = typer.Option(0, help="stop at this step (0: the planned total)"),
            batch: int = typer.Option(8), seconds: float = typer.Option(1.28), lr: float = typer.Option(6e-4),
            score_weight: float = typer.Option(1.0, help="weight of the piano-roll loss on codebook 0"),
+           freeze_codes_at: int = typer.Option(0, help="from this step only the decoder learns, so the codes "
+                                                       "stay fixed for an LM (0: never)"),
            save_every: int = typer.Option(200), threads: int = typer.Option(1, help="torch threads (0: default)"),
            device: str = typer.Option("cpu", help="cpu, cuda or auto")):
     """Train (or resume) the second codec (STFT/ConvNeXt/inverse STFT, musicgen_cli.codec_v2)."""
     from . import codec2 as stage
 
     print(stage.train(data, out, total_steps, stop_at or None, batch, seconds, lr, score_weight=score_weight,
-                      save_every=save_every, threads=threads or None, device=_device(device)))
+                      save_every=save_every, threads=threads or None, device=_device(device),
+                      freeze_codes_at=freeze_codes_at))
 
 
 @app.command()
@@ -84,13 +87,17 @@ def tokens(data: str = typer.Argument(..., help="a dataset folder"),
 
 
 @app.command()
-def lm(tokens_file: str = typer.Argument(..., help="from the tokens command"),
-       codec_folder: str = typer.Argument(..., help="the codec stage's codec/ folder"),
-       out: str = typer.Argument(..., help="where checkpoints, log.jsonl and the tokenizer go"),
-       steps: int = typer.Option(3000), batch: int = typer.Option(8), lr: float = typer.Option(1e-3),
+def lm(codec_folder: str = typer.Argument(..., help="the codec stage's codec/ folder"),
+       out: str = typer.Argument(..., help="the run folder: run.json, checkpoints, log.jsonl, the tokenizer"),
+       tokens_files: list[str] = typer.Argument(..., help="from the tokens command (one per dataset folder)"),
+       total_steps: int = typer.Option(3000, help="the planned total; fixed by the run's first call"),
+       stop_at: int = typer.Option(0, help="stop at this step (0: the planned total)"),
+       batch: int = typer.Option(8), lr: float = typer.Option(1e-3),
        vocab_size: int = typer.Option(400, help="sentencepiece vocabulary trained on the captions"),
-       layers: int = typer.Option(4), dim: int = typer.Option(256), save_every: int = typer.Option(100),
-       threads: int = typer.Option(0, help="torch threads (0: torch's default)"),
+       layers: int = typer.Option(4), dim: int = typer.Option(256),
+       first_weight: float = typer.Option(1.0, help="weight of codebook 0's cells in the loss"),
+       heldout: str = typer.Option("", help="a tokens file of held-out pieces: its loss is logged at each save"),
+       save_every: int = typer.Option(100), threads: int = typer.Option(0, help="torch threads (0: torch's default)"),
        device: str = typer.Option("auto", help="cpu, cuda or auto")):
     """Train (or resume) the T5 text encoder and the melody-capable LM together."""
     import transformers
@@ -98,8 +105,10 @@ def lm(tokens_file: str = typer.Argument(..., help="from the tokens command"),
     from . import lm as stage
 
     transformers.logging.set_verbosity_error()
-    print(stage.train(tokens_file, codec_folder, out, steps, batch, lr, vocab_size=vocab_size, layers=layers,
-                      dim=dim, save_every=save_every, threads=threads or None, device=_device(device)))
+    print(stage.train(tokens_files, codec_folder, out, total_steps, stop_at or None, batch, lr,
+                      vocab_size=vocab_size, layers=layers, dim=dim, first_weight=first_weight,
+                      heldout=heldout or None, save_every=save_every, threads=threads or None,
+                      device=_device(device)))
 
 
 @app.command()

@@ -10,6 +10,7 @@ runtime folder (config.json + codec.pt).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -23,7 +24,7 @@ from ..codec_v2 import BundledCodec, CodecConfig
 from ..data import dataset as ds
 from ..data.score import roll_of_seed
 from .codec import MelLoss, Quantizer
-from .common import Checkpointer, log_line
+from .common import Checkpointer, log_line, plan
 from .losses import SpectralLoss, flux_loss, score_loss
 
 WARMUP_AE = 300  # steps of plain autoencoding before the codebooks are seeded from the latents
@@ -58,30 +59,26 @@ def learning_rate(step: int, total: int, peak: float) -> float:
     return peak * min(1.0, (step + 1) / WARMUP_LR) * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))
 
 
-def plan(out: Path, **fields) -> dict:
-    """The run's fixed plan: written by the first call, read (and the caller's values ignored) later."""
-    path = out / "run.json"
-    if path.exists():
-        stored = json.loads(path.read_text())
-        changed = {k: (stored.get(k), v) for k, v in fields.items() if k != "config" and stored.get(k) != v}
-        if changed:
-            print(f"resuming with the run's own plan; ignoring {changed}", flush=True)
-        return stored
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(fields, indent=1) + "\n")
-    return fields
-
-
 def build(run: dict) -> BundledCodec:
     return BundledCodec(CodecConfig(**run["config"]))
 
 
+def freeze_codes(model: BundledCodec) -> list[torch.nn.Parameter]:
+    """From here on the codes are fixed (encoder, codebooks and score head stop learning; the EMA stops):
+    an LM can learn from tokens made now while the decoder goes on learning to render them.
+    Returns the parameters that still learn."""
+    for part in (model.encoder, model.quantizer, model.aux_head):
+        part.requires_grad_(False)
+    return [p for p in model.decoder.parameters()]
+
+
 def step_losses(model: BundledCodec, quantizer: Quantizer, spectral: SpectralLoss, mel: MelLoss, wav, roll,
-                quantize: bool):
+                quantize: bool, frozen: bool = False):
     """One forward pass: dict of losses, and the codes (None before the codebooks exist)."""
-    latents = model.latents(wav)
+    with torch.no_grad() if frozen else contextlib.nullcontext():
+        latents = model.latents(wav)
     if quantize:
-        q, codes, commit = quantizer(latents, update=model.training)
+        q, codes, commit = quantizer(latents, update=model.training and not frozen)
         first = model.quantizer.books[0].embed[codes[0]].transpose(1, 2)
         first = latents + (first - latents).detach()  # straight through: the score head sees level 1
     else:
@@ -97,13 +94,14 @@ def step_losses(model: BundledCodec, quantizer: Quantizer, spectral: SpectralLos
 def train(data: str | Path, out: str | Path, total_steps: int, stop_at: int | None = None, batch: int = 8,
           seconds: float = 1.28, lr: float = 6e-4, seed: int = 0, score_weight: float = 1.0, save_every: int = 200,
           threads: int | None = 1, device: str = "cpu", config: CodecConfig | None = None,
-          limit: int | None = None) -> Path:
-    """Train (or resume) the run in ``out`` up to ``stop_at`` (default: the planned total); returns out."""
+          limit: int | None = None, freeze_codes_at: int = 0) -> Path:
+    """Train (or resume) the run in ``out`` up to ``stop_at`` (default: the planned total); returns out.
+    From step ``freeze_codes_at`` (0: never) only the decoder learns (``freeze_codes``)."""
     if threads:
         torch.set_num_threads(threads)
     out = Path(out)
     run = plan(out, total_steps=total_steps, batch=batch, seconds=seconds, lr=lr, seed=seed,
-               score_weight=score_weight, config=asdict(config or CodecConfig()))
+               score_weight=score_weight, freeze_codes_at=freeze_codes_at, config=asdict(config or CodecConfig()))
     torch.manual_seed(run["seed"])
     model = build(run).to(device)
     params = [p for n, p in model.named_parameters()]
@@ -118,9 +116,13 @@ def train(data: str | Path, out: str | Path, total_steps: int, stop_at: int | No
     end = min(stop_at or run["total_steps"], run["total_steps"])
     model.train()
     t0, done = time.time(), 0
+    frozen = False
     while step < end:
+        if not frozen and 0 < run.get("freeze_codes_at", 0) <= step:
+            params, frozen = freeze_codes(model), True
         wav, roll = (t.to(device) for t in crops(audio, rolls, run["batch"], frames, rng))
-        losses, codes, _ = step_losses(model, quantizer, spectral, mel, wav, roll, quantize=step >= WARMUP_AE)
+        losses, codes, _ = step_losses(model, quantizer, spectral, mel, wav, roll, quantize=step >= WARMUP_AE,
+                                       frozen=frozen)
         loss = (losses["log_stft"] + losses["convergence"] + losses["semitones"] + losses["flux"]
                 + 0.25 * losses["commit"]
                 + run["score_weight"] * losses["score"])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .. import codec_v2
 from . import lm as lm_stage
 from . import text
 
@@ -54,4 +55,23 @@ def export(lm_dir: str | Path, codec_folder: str | Path, folder: str | Path) -> 
     model = lm_stage.build_model(codec_folder, text.vocab_size(proto), dropout=0.0, **hparams)
     state = torch.load(lm_dir / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
     model.load_state_dict(state)
-    return save_hf_folder(model.eval(), folder, proto, max_length=lm_stage.FRAMES)
+    folder = save_hf_folder(model.eval(), folder, proto, max_length=lm_stage.FRAMES)
+    if lm_stage.codec_config(codec_folder).get("model_type") == codec_v2.MODEL_TYPE:
+        put_second_codec(folder, codec_folder)
+    return folder
+
+
+def put_second_codec(folder: Path, codec_folder: str | Path) -> None:
+    """Swap the stand-in EnCodec that training carried for the second codec: its config as the folder's
+    audio_encoder, its tensors under ``audio_encoder.``. Everything is stored in float16 (the loader
+    computes in float32 whatever the file stores), so the package stays small."""
+    from safetensors.torch import load_file, save_file
+
+    codec = codec_v2.BundledCodec.load(codec_folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["audio_encoder"] = json.loads((Path(codec_folder) / "config.json").read_text())
+    state = {k: v for k, v in load_file(folder / "model.safetensors").items() if not k.startswith("audio_encoder.")}
+    state.update({f"audio_encoder.{k}": v for k, v in codec.inference_state().items()})
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import chroma, patterns
+from .. import chroma, codec_v2, patterns
 from ..data import dataset as ds
 from . import text
-from .common import Checkpointer, log_line
+from .common import Checkpointer, log_line, plan
 
 WINDOW_S = 10.0  # the model's window: generation past it continues window by window
 FRAME_RATE = 50
@@ -33,16 +33,28 @@ CHROMA_PER_ALIGN = ALIGN * ds.SAMPLE_RATE // FRAME_RATE // chroma.HOP
 P_NO_TEXT, P_NO_MELODY = 0.2, 0.5
 
 
+def codec_config(codec_folder: str | Path) -> dict:
+    return json.loads((Path(codec_folder) / "config.json").read_text())
+
+
+def load_codec(codec_folder: str | Path):
+    """The codec a stage folder holds: the second codec (codec_v2: config.json + codec.pt) or an
+    EnCodec folder (the first codec: Hugging Face layout). Both encode [B, 1, S] -> codes [B, K, T]."""
+    if codec_config(codec_folder).get("model_type") == codec_v2.MODEL_TYPE:
+        return codec_v2.BundledCodec.load(codec_folder)
+    from ..checkpoints import read_codec
+
+    return read_codec(Path(codec_folder))
+
+
 @torch.inference_mode()
 def tokenize(data: str | Path, codec_folder: str | Path, out_file: str | Path) -> Path:
     """Every piece's codes [K, T] (int16), melody chroma [F, 12] (uint8 one-hot) and caption, in one file."""
-    from transformers import EncodecModel
-
-    codec = EncodecModel.from_pretrained(str(codec_folder)).eval()
+    codec = load_codec(codec_folder)
     codes, chromas, captions = [], [], []
     for item in ds.load(data):
         wav = torch.from_numpy(ds.read(item.mix))[None, None]
-        codes.append(codec.encode(wav).audio_codes[0, 0].to(torch.int16))
+        codes.append(codec.encode(wav)[0].to(torch.int16))
         chromas.append(chroma.chroma(torch.from_numpy(ds.read(item.melody))[None])[0].to(torch.uint8))
         captions.append(item.caption)
     out_file = Path(out_file)
@@ -69,7 +81,14 @@ def build_model(codec_folder: str | Path, vocab: int, *, dim: int = 256, layers:
     from transformers import (EncodecConfig, EncodecModel, MusicgenMelodyConfig, MusicgenMelodyDecoderConfig,
                               MusicgenMelodyForConditionalGeneration)
 
-    codec_cfg = EncodecConfig.from_pretrained(str(codec_folder))
+    second = codec_config(codec_folder).get("model_type") == codec_v2.MODEL_TYPE
+    if second:  # transformers' model wants an EnCodec: a tiny stand-in, never run; export puts ours in its place
+        v2 = codec_v2.BundledCodec.load(codec_folder).config
+        codec_cfg = EncodecConfig(codebook_size=v2.codebook_size, sampling_rate=v2.sampling_rate,
+                                  target_bandwidths=[v2.num_codebooks * math.ceil(math.log2(v2.codebook_size)) * 50 / 1000],
+                                  num_filters=2, hidden_size=8, codebook_dim=8, upsampling_ratios=[8, 5, 4, 4])
+    else:
+        codec_cfg = EncodecConfig.from_pretrained(str(codec_folder))
     card = codec_cfg.codebook_size
     decoder = MusicgenMelodyDecoderConfig(**decoder_config_kwargs(
         card=card, layers=layers, dim=dim, heads=heads, ffn=4 * dim, num_codebooks=codec_cfg.num_quantizers,
@@ -78,7 +97,8 @@ def build_model(codec_folder: str | Path, vocab: int, *, dim: int = 256, layers:
                                   audio_encoder=codec_cfg, decoder=decoder, num_chroma=chroma.NUM_CHROMA,
                                   chroma_length=CHROMA_LENGTH)
     model = MusicgenMelodyForConditionalGeneration(config)
-    model.audio_encoder.load_state_dict(EncodecModel.from_pretrained(str(codec_folder)).state_dict())
+    if not second:
+        model.audio_encoder.load_state_dict(EncodecModel.from_pretrained(str(codec_folder)).state_dict())
     return model
 
 
@@ -103,9 +123,18 @@ class Batches:
         return {"codes": codes, "melody": melody, "input_ids": tok["input_ids"],
                 "attention_mask": tok["attention_mask"] * keep_text[:, None]}
 
+    def fixed(self, count: int, batch: int) -> list[dict]:
+        """The same ``count`` batches on every call (for a held-out loss that can be compared over steps)."""
+        rng, self.rng = self.rng, np.random.default_rng(0)
+        try:
+            return [self(batch) for _ in range(count)]
+        finally:
+            self.rng = rng
 
-def loss_on(model, batch: dict) -> torch.Tensor:
-    """Mean cross-entropy over the pattern's real cells (special cells are neither inputs to learn nor targets)."""
+
+def loss_on(model, batch: dict, first_weight: float = 1.0) -> torch.Tensor:
+    """Cross-entropy over the pattern's real cells (special cells are neither inputs to learn nor targets),
+    codebook 0's cells weighted ``first_weight`` (the codebook that carries the notes)."""
     codes = batch["codes"]
     b, k, t = codes.shape
     card = model.config.decoder.vocab_size
@@ -115,50 +144,80 @@ def loss_on(model, batch: dict) -> torch.Tensor:
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                    input_features=batch["melody"], decoder_input_ids=inputs.reshape(b * k, -1)).logits
     logits = logits[:, -inputs.shape[2]:].reshape(b, k, inputs.shape[2], -1)
-    targets = targets.masked_fill(targets == card, -100)
-    return F.cross_entropy(logits.flatten(0, 2), targets.flatten(), ignore_index=-100)
+    real = targets != card
+    ce = F.cross_entropy(logits.flatten(0, 2), targets.masked_fill(~real, 0).flatten(), reduction="none")
+    weight = real * torch.tensor([first_weight] + [1.0] * (k - 1), device=codes.device)[None, :, None]
+    return (ce.view_as(weight) * weight).sum() / weight.sum()
 
 
-def train(tokens_file: str | Path, codec_folder: str | Path, out: str | Path, steps: int, batch: int = 8,
-          lr: float = 1e-3, seed: int = 0, vocab_size: int = 400, layers: int = 4, dim: int = 256,
+def load_tokens(files: list[str | Path]) -> dict:
+    """One or more tokens files (e.g. one per dataset folder) as one set of pieces."""
+    parts = [torch.load(f, weights_only=True) for f in files]
+    return {"codes": torch.cat([p["codes"] for p in parts]), "chroma": torch.cat([p["chroma"] for p in parts]),
+            "captions": [c for p in parts for c in p["captions"]]}
+
+
+def learning_rate(step: int, total: int, peak: float) -> float:
+    """Linear warm-up over 200 steps, then cosine from the peak down to a tenth of it at the planned total."""
+    return peak * min(1.0, (step + 1) / 200) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(step / total, 1.0))))
+
+
+@torch.no_grad()
+def heldout_loss(model, batches: "Batches", device: str, count: int = 4, batch: int = 8) -> float:
+    """Mean loss over ``count`` fixed held-out batches (dropout off, guidance dropout as in training)."""
+    model.eval()
+    losses = [loss_on(model, {k: v.to(device) for k, v in b.items()}).item() for b in batches.fixed(count, batch)]
+    model.train()
+    return float(np.mean(losses))
+
+
+def train(tokens_files: list[str | Path], codec_folder: str | Path, out: str | Path, total_steps: int,
+          stop_at: int | None = None, batch: int = 8, lr: float = 1e-3, seed: int = 0, vocab_size: int = 400,
+          layers: int = 4, dim: int = 256, first_weight: float = 1.0, heldout: str | Path | None = None,
           save_every: int = 100, threads: int | None = None, device: str = "cpu") -> Path:
-    """Train (or resume) in ``out``: ``out/spiece.model`` once, then checkpoints; returns ``out``."""
+    """Train (or resume) the run in ``out`` up to ``stop_at`` (default: the planned total): ``out/run.json``
+    fixes the plan (total steps, batch, lr, sizes) on the first call, ``out/tokenizer`` is trained once on
+    the captions, then checkpoints; returns ``out``."""
     from transformers import AutoTokenizer
 
     if threads:
         torch.set_num_threads(threads)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    tokens = torch.load(tokens_file, weights_only=True)
+    run = plan(out, total_steps=total_steps, batch=batch, lr=lr, seed=seed, vocab_size=vocab_size,
+               first_weight=first_weight, config={"dim": dim, "layers": layers})
+    tokens = load_tokens(tokens_files if isinstance(tokens_files, (list, tuple)) else [tokens_files])
     tok_dir = out / "tokenizer"
     if not (tok_dir / "spiece.model").exists():
-        text.write_tokenizer(tok_dir, text.train_tokenizer(tokens["captions"], vocab_size))
+        text.write_tokenizer(tok_dir, text.train_tokenizer(tokens["captions"], run["vocab_size"]))
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
-    torch.manual_seed(seed)
-    hparams = {"dim": dim, "layers": layers}
-    (out / "hparams.json").write_text(json.dumps(hparams) + "\n")
-    model = build_model(codec_folder, len(tokenizer), **hparams).to(device)
+    torch.manual_seed(run["seed"])
+    (out / "hparams.json").write_text(json.dumps(run["config"]) + "\n")
+    model = build_model(codec_folder, len(tokenizer), **run["config"]).to(device)
     params = [p for n, p in model.named_parameters() if not n.startswith("audio_encoder.")]
-    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+    opt = torch.optim.AdamW(params, lr=run["lr"], betas=(0.9, 0.95), weight_decay=0.01)
     ckpt = Checkpointer(out, model, opt)
     step = ckpt.resume()
-    batches = Batches(tokens, tokenizer, np.random.default_rng([seed, step]))
+    batches = Batches(tokens, tokenizer, np.random.default_rng([run["seed"], step]))
+    held = Batches(load_tokens([heldout]), tokenizer, np.random.default_rng(0)) if heldout else None
+    end = min(stop_at or run["total_steps"], run["total_steps"])
     model.train()
     t0, losses = time.time(), []
-    while step < steps:
-        loss = loss_on(model, {k: v.to(device) for k, v in batches(batch).items()})
+    while step < end:
+        loss = loss_on(model, {k: v.to(device) for k, v in batches(run["batch"]).items()}, run["first_weight"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / 200) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(step / steps, 1.0))))
+            g["lr"] = learning_rate(step, run["total_steps"], run["lr"])
         opt.step()
         step += 1
         losses.append(loss.item())
-        if step % 10 == 0 or step == steps:
-            log_line(out, step=step, loss=float(np.mean(losses)), s_per_step=(time.time() - t0) / len(losses))
+        if step % 10 == 0 or step == end:
+            extra = {"heldout": heldout_loss(model, held, device)} if held and (step % save_every == 0 or step == end) else {}
+            log_line(out, step=step, loss=float(np.mean(losses)), **extra, lr=opt.param_groups[0]["lr"],
+                     s_per_step=(time.time() - t0) / len(losses))
             t0, losses = time.time(), []
-        if step % save_every == 0 or step == steps:
+        if step % save_every == 0 or step == end:
             ckpt.save(step)
     model.eval()
     return out

@@ -7,7 +7,7 @@
 #include <vector>
 
 extern "C" int mg_sample(const float* logits, int B, int K, int V, int guided, float cfg, float temperature, int top_k,
-                         float top_p, int greedy, uint64_t seed, uint64_t step, int64_t* seq, const uint8_t* known,
+                         float top_p, int greedy, const uint64_t* seeds, uint64_t step, int64_t* seq, const uint8_t* known,
                          int T, int col);
 extern "C" int mg_linear_f32(const float* x, int M, int K, const float* w, int N, float* y);
 
@@ -15,7 +15,8 @@ static int sample(std::vector<float> logits, int guided, int top_k, float top_p,
     const int B = 1, K = 1, V = guided ? (int)logits.size() / 2 : (int)logits.size(), T = 2;
     std::vector<int64_t> seq(B * K * T, -1);
     std::vector<uint8_t> known(B * K * T, 0);
-    const int err = mg_sample(logits.data(), B, K, V, guided, 3.0f, 1.0f, top_k, top_p, greedy, 7, 0, seq.data(),
+    const uint64_t seeds[B] = {7};
+    const int err = mg_sample(logits.data(), B, K, V, guided, 3.0f, 1.0f, top_k, top_p, greedy, seeds, 0, seq.data(),
                               known.data(), T, 1);
     if (!err && (seq[1] < 0 || seq[1] >= V)) return 99;  // a token outside the codebook
     return err;
