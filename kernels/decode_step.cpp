@@ -83,8 +83,16 @@ struct Keys {
     const float* scale;
 };
 
+// The horizontal sums of four accumulators (lane i: acc[i]'s), each in the same order.
+inline __m128 hsum4(const __m256* acc) {
+    const __m256 sums = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+    return _mm_add_ps(_mm256_castps256_ps128(sums), _mm256_extractf128_ps(sums, 1));
+}
+
 // out = softmax_j(q . K[j] / sqrt(hd) + mask[j]) V[j] over j < n, for one row and head; s: room
-// for n + 8 floats. The scores go four keys at a time (one horizontal sum for four).
+// for n + 8 floats. The scores go four keys at a time (one horizontal sum for four); the last one
+// to three keys are summed in the same order, so that a key's score does not depend on n (a row of
+// a batch attends to as many text keys as the batch's longest prompt has, padding masked).
 template <typename KV>
 void attend(const float* q, Keys<KV> K, Keys<KV> V, int n, const float* mask, int hd, float* s, float* out) {
     const float scale = 1.0f / std::sqrt((float)hd);
@@ -95,13 +103,12 @@ void attend(const float* q, Keys<KV> K, Keys<KV> V, int n, const float* mask, in
             const __m256 qd = _mm256_loadu_ps(q + d);
             for (int i = 0; i < 4; ++i) acc[i] = _mm256_fmadd_ps(qd, load8(K.at + (long)(j + i) * hd + d), acc[i]);
         }
-        const __m256 sums = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
-        _mm_storeu_ps(s + j, _mm_add_ps(_mm256_castps256_ps128(sums), _mm256_extractf128_ps(sums, 1)));
+        _mm_storeu_ps(s + j, hsum4(acc));
     }
     for (; j < n; ++j) {
-        __m256 acc = _mm256_setzero_ps();
-        for (int d = 0; d < hd; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load8(K.at + (long)j * hd + d), acc);
-        s[j] = hsum(acc);
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int d = 0; d < hd; d += 8) acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load8(K.at + (long)j * hd + d), acc[0]);
+        s[j] = _mm_cvtss_f32(hsum4(acc));
     }
     float top = -INFINITY;
     for (j = 0; j < n; ++j) {
