@@ -28,10 +28,12 @@ class BuildWithKernels(build_py):
         if platform.machine().lower() not in ("x86_64", "amd64"):
             print("musicgen: the CPU kernels need x86-64; the PyTorch path will run", file=sys.stderr)
             return
-        try:
-            native_build.compile_library(package / native_build.PREBUILT.name, sources=ROOT / "kernels")
-        except (RuntimeError, OSError) as e:  # the run time builds it, or uses PyTorch
-            print(f"musicgen: CPU kernels not prebuilt ({e})", file=sys.stderr)
+        for isa in native_build.ISAS:  # each build; the run time loads the best one the CPU runs
+            try:
+                native_build.compile_library(package / native_build.prebuilt(isa).name,
+                                             sources=ROOT / "kernels", isa=isa)
+            except (RuntimeError, OSError) as e:  # the run time builds it, or uses PyTorch
+                print(f"musicgen: CPU kernels ({isa}) not prebuilt ({e})", file=sys.stderr)
 
 
 class BinaryDistribution(Distribution):

@@ -11,6 +11,13 @@ inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+inline float hmax(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
 // e^x (Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, a degree-6 polynomial in r; about 1 ulp).
 // Inputs below -88.38 give 0, so that masked scores vanish.
 inline __m256 exp8(__m256 x) {

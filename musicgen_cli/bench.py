@@ -99,6 +99,7 @@ def peak_memory(device: torch.device) -> int:
 @dataclass
 class Result:
     name: str
+    steps: int
     times: list[float]
     peak: int
     weight_bytes: int
@@ -130,7 +131,7 @@ def measure(side: str, backend: str, dtype: str, size: str, device: str, steps: 
     if side == "transformers":
         del lm
 
-        def run(on_frames=None):
+        def run(steps=steps, on_frames=None):
             hf.generate(input_ids=ids, attention_mask=mask, do_sample=True, top_k=250, guidance_scale=3.0, max_new_tokens=steps)
         name = "transformers generate, float32"
     else:
@@ -139,16 +140,20 @@ def measure(side: str, backend: str, dtype: str, size: str, device: str, steps: 
         chosen = Backend(lm, backend, dtype)
         opts = SamplingOptions(top_k=250, cfg=3.0, seed=0)
 
-        def run(on_frames=None):
+        def run(steps=steps, on_frames=None):
             states = text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
             lm.set_conditioning(*with_unconditional(states, mask))
             empty = torch.zeros(1, 4, 0, dtype=torch.long, device=dev)
             generate_codes(chosen.decoder(opts), steps - 3, empty, window=1500, stride=900,  # 3: the pattern's overhang
                            on_frames=on_frames)
         name = f"musicgen --backend {chosen.name} --dtype {chosen.dtype}"
+        if chosen.lib is not None:  # which build of the CPU kernels: avx2 or avx512
+            name += f" ({chosen.lib.isa})"
     gc.collect()
     with torch.inference_mode():
-        run()  # warm-up: allocator, thread pool, kernels built, graphs captured once
+        # warm-up: allocator, thread pool, kernels built, graphs captured once (on the CPU 50 steps
+        # do that: a whole 30 s window of transformers takes minutes)
+        run(steps if dev.type == "cuda" else min(steps, 50))
         reset_peak(dev)
         times = []
         for _ in range(repeats):
@@ -159,8 +164,8 @@ def measure(side: str, backend: str, dtype: str, size: str, device: str, steps: 
             times.append(time.perf_counter() - start)
     peak = peak_memory(dev)  # before the bandwidth test's buffer
     first = None if side == "transformers" else statistics.median(
-        first_audio(lambda on_frames: run(on_frames), chosen, dev) for _ in range(repeats))
-    return Result(name, times, peak, weight_bytes, read_bandwidth(dev), first)
+        first_audio(lambda on_frames: run(on_frames=on_frames), chosen, dev) for _ in range(repeats))
+    return Result(name, steps, times, peak, weight_bytes, read_bandwidth(dev), first)
 
 
 def first_audio(run, backend, dev: torch.device) -> float:
@@ -201,22 +206,29 @@ def in_process(*args) -> Result:
 
 
 def run(size: str = "small", dtypes: list[str] = ("float32",), backend: str = "auto", device: str = "auto",
-        steps: int = 100, repeats: int = 3, threads: int | None = None) -> list[Result]:
+        steps: int = 100, repeats: int = 3, threads: int | None = None, reference_steps: int | None = None) -> list[Result]:
+    """reference_steps: transformers' decode steps per run (default: steps); fewer when its whole
+    window would take many minutes. Speed-ups compare times per step."""
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     threads = threads or torch.get_num_threads()
+    reference_steps = reference_steps or steps
     print(f"musicgen-{size} architecture, random weights, {device}"
           f"{f' ({threads} threads)' if device == 'cpu' else ''}, guidance 3, top-k 250, batch 1, "
           f"{steps} steps x {repeats} runs (medians)", flush=True)
-    results = [in_process("transformers", "torch", "float32", size, device, steps, repeats, threads)]
+    if reference_steps != steps:
+        print(f"transformers runs {reference_steps} steps, not {steps}: steps late in a window cost more on both sides, "
+              f"so its time per step is {'low' if reference_steps < steps else 'high'} and the speed-ups "
+              f"{'understated' if reference_steps < steps else 'overstated'}", flush=True)
+    results = [in_process("transformers", "torch", "float32", size, device, reference_steps, repeats, threads)]
     for dtype in dtypes:
         results.append(in_process("ours", backend, dtype, size, device, steps, repeats, threads))
-    base = statistics.median(results[0].times)
-    print(f"  {'':44s} {'ms/step':>8s} {'x real time':>11s} {'peak mem':>9s} {'weights/step':>12s} "
+    base = statistics.median(results[0].times) / results[0].steps
+    print(f"  {'':50s} {'ms/step':>8s} {'x real time':>11s} {'peak mem':>9s} {'weights/step':>12s} "
           f"{'read GB/s':>9s} {'floor ms':>8s} {'x floor':>7s} {'speed-up':>8s} {'1st audio':>9s}")
     for r in results:
-        t = statistics.median(r.times)
+        t = statistics.median(r.times) / r.steps  # per step
         floor = r.weight_bytes / r.bandwidth
-        print(f"  {r.name:44s} {1000 * t / steps:8.1f} {steps / 50 / t:11.3f} {r.peak / 2**30:7.2f} GB "
-              f"{r.weight_bytes / 1e9:9.2f} GB {r.bandwidth / 1e9:9.1f} {1000 * floor:8.1f} {t / steps / floor:7.2f} "
+        print(f"  {r.name:50s} {1000 * t:8.1f} {1 / 50 / t:11.3f} {r.peak / 2**30:7.2f} GB "
+              f"{r.weight_bytes / 1e9:9.2f} GB {r.bandwidth / 1e9:9.1f} {1000 * floor:8.1f} {t / floor:7.2f} "
               f"{base / t:7.2f}x {'-' if r.first_audio is None else f'{1000 * r.first_audio:.0f} ms':>9s}")
     return results

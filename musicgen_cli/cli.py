@@ -337,14 +337,15 @@ def bench(
     steps: int = typer.Option(100, "--steps", help="Decode steps per run (50 = 1 s of audio)."),
     repeats: int = typer.Option(3, "--repeats", help="Timed runs per side (the median is shown)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
+    reference_steps: Optional[int] = typer.Option(None, "--reference-steps", help="transformers' steps per run (default: --steps)."),
 ) -> None:
     """Time decoding next to transformers' generate on the same random weights; print ratios."""
     from . import bench as benchmark
 
     if size not in benchmark.SIZES:
         raise MusicgenError(f"--size must be one of {', '.join(benchmark.SIZES)}")
-    if steps < 4 or repeats < 1:
-        raise MusicgenError("--steps must be at least 4 and --repeats at least 1")
+    if min(steps, reference_steps or steps) < 4 or repeats < 1:
+        raise MusicgenError("--steps and --reference-steps must be at least 4 and --repeats at least 1")
     dtypes = [d.strip() for d in dtype.split(",") if d.strip()]
     if not dtypes or any(d not in ("float32", "bfloat16", "int8") for d in dtypes):
         raise MusicgenError("--dtype takes float32, bfloat16 and int8, comma-separated")
@@ -352,7 +353,7 @@ def bench(
 
     if device == "cuda" and not torch.cuda.is_available():
         raise MusicgenError("--device cuda was asked for, but this torch has no usable CUDA device")
-    benchmark.run(size, dtypes, backend, device, steps, repeats, threads)
+    benchmark.run(size, dtypes, backend, device, steps, repeats, threads, reference_steps)
 
 
 def show_version(value: bool) -> None:

@@ -23,24 +23,44 @@ from musicgen_cli.sampling import SamplingOptions, guide, top_k_filter, top_p_fi
 LIB = cpu.library()
 needs_lib = pytest.mark.skipif(LIB is None, reason="the CPU kernels cannot be built here (see the warning)")
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine: the CUDA path is not run")
+# the library's builds this CPU runs: AVX2, and AVX-512 (VNNI, BF16) where it has them; each is tested
+ISAS = cpu.isas() if LIB is not None else [None]
+
+
+def int8_inputs(x: torch.Tensor) -> torch.Tensor:
+    """What gemv.h makes of an int8 product's inputs: 14-bit integers, scale max |x| / 8191 per row
+    (the same float32 operations, so the same rounding)."""
+    top = x.abs().amax(dim=-1, keepdim=True)
+    scale = torch.where(top > 0, top / 8191.0, torch.ones_like(top))
+    return torch.round(x * (1.0 / scale)).double() * scale.double()
 
 
 @needs_lib
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 9])
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
-def test_products_match_torch(rows, dtype):
-    torch.manual_seed(rows)
-    w = torch.randn(200, 256)
-    x = torch.randn(rows, 256)
-    weight = Weight(w, dtype, LIB)
-    assert weight.lib is LIB
-    got = weight(x)
-    ref = F.linear(x.double(), weight.dense(torch.float64))  # the same (rounded) weights, exactly
-    tolerance = {"float32": 1e-5, "bfloat16": 1e-5, "int8": 5e-4}[dtype]  # int8: 14-bit inputs
-    assert (got - ref).abs().max() <= tolerance * ref.abs().max()
-    if dtype != "float32":  # and the rounding of the weights themselves is what the dtype promises
-        step = {"bfloat16": 2**-8, "int8": 1 / 127}[dtype]
-        assert (weight.dense(torch.float32) - w).abs().max() <= step * w.abs().max()
+@pytest.mark.parametrize("dtype,odd_width", [("float32", 136), ("bfloat16", 144), ("int8", 160)])
+def test_products_match_torch(isa, rows, dtype, odd_width):
+    """Every build's products against the same product in float64, on the same rounded weights
+    (and for int8 the same rounded inputs); widths that end in a part chunk (AVX-512 reads 32 or
+    64 values at a time) and a part block of output rows."""
+    lib = cpu.library(isa)
+    for width in (256, odd_width):
+        torch.manual_seed(rows)
+        w = torch.randn(203, width)
+        x = torch.randn(rows, width) * torch.rand(1, width) * 4
+        if rows > 2:
+            x[1] = 0.0  # a row of zeros
+        weight = Weight(w, dtype, lib)
+        assert weight.lib is lib
+        got = cpu.linear(lib, x, weight.w, weight.scale)  # 9 rows too (a step's Weight sends those to PyTorch)
+        inputs = int8_inputs(x) if dtype == "int8" else x.double()
+        ref = F.linear(inputs, weight.dense(torch.float64))  # the same (rounded) weights, exactly
+        assert (got - ref).abs().max() <= 1e-5 * ref.abs().max()
+        if dtype != "float32":  # and the rounding of the weights and inputs is what the dtype promises
+            step = {"bfloat16": 2**-8, "int8": 1 / 127}[dtype]
+            assert (weight.dense(torch.float32) - w).abs().max() <= step * w.abs().max()
+            if dtype == "int8":
+                assert ((int8_inputs(x) - x).abs() <= x.abs().amax(-1, keepdim=True) / 16382 + 1e-7).all()
 
 
 def tiny_lm(melody=False, seed=0) -> MusicGenLM:
@@ -55,9 +75,10 @@ def tiny_lm(melody=False, seed=0) -> MusicGenLM:
     return lm
 
 
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("melody", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
-def test_fast_network_matches_reference(melody, dtype):
+def test_fast_network_matches_reference(melody, dtype, isa):
     """Prefill then single steps, the CPU's fused step (decode_step.cpp) and the cache read in full with a mask
     (the fixed-shape form the CUDA graph captures): the reference's logits, within the dtype's error."""
     lm = tiny_lm(melody)
@@ -65,7 +86,7 @@ def test_fast_network_matches_reference(melody, dtype):
     lm.setup_caches(4, 12)
     ref = [lm(codes[:, :, :3], 0, last_only=True)[:, :, -1]]
     ref += [lm(codes[:, :, c : c + 1], c, last_only=True)[:, :, -1] for c in range(3, 12)]
-    fast = FastLM(lm, dtype)
+    fast = FastLM(lm, dtype, isa=isa)
     assert fast.fused == (LIB is not None)  # dynamic single steps: one decode_step.cpp call each
     for static in (False, True):
         fast.setup_cache(4, 12)
@@ -77,6 +98,29 @@ def test_fast_network_matches_reference(melody, dtype):
                 got.append(fast(codes[:, :, c : c + 1], c))
         error = (torch.stack(got) - torch.stack(ref)).abs().max() / torch.stack(ref).abs().max()
         assert error < {"float32": 1e-5, "bfloat16": 2e-2, "int8": 2e-2}[dtype]
+
+
+@needs_lib
+@pytest.mark.parametrize("isa", ISAS)
+def test_int8_cache_written_by_the_step_as_by_pytorch(isa):
+    """The int8 dtype's KV cache (int8, a scale per head and position): what decode_step.cpp writes
+    at each step equals what the PyTorch path writes from its own keys and values (quantise_rows),
+    up to a rounding step where the two paths' products differ in the last bits."""
+    lm = tiny_lm()
+    codes = torch.randint(0, lm.cfg.card + 1, (4, 4, 12))
+    fast = FastLM(lm, "int8", isa=isa)
+    assert fast.fused and fast.cache_dtype == torch.int8
+    caches = []
+    for fused in (True, False):
+        fast.setup_cache(4, 12)
+        fast(codes[:, :, :3], 0)
+        for c in range(3, 12):
+            fast(codes[:, :, c : c + 1], c) if fused else fast.forward(codes[:, :, c : c + 1], fast.positions(c, 1), upto=c + 1)
+        caches.append([(q.float() * s[..., None], s) for q, s in ((fast.k, fast.k_scale), (fast.v, fast.v_scale))])
+    for (step, step_scale), (ref, ref_scale) in zip(*caches):
+        assert torch.allclose(step_scale, ref_scale, rtol=1e-3) and ref_scale[:, :, :, 3:].min() > 0
+        rounding_steps = (step - ref).abs() / ref_scale[..., None]
+        assert rounding_steps.max() <= 1.01 and rounding_steps.mean() < 0.02
 
 
 def draws(logits, opts, n, seq_len=1):

@@ -1,6 +1,11 @@
 """The quality cost of the fast path's weight dtypes, measured against float32 PyTorch (the reference).
 
     python -m musicgen_cli.evaluate.dtypes --model bundled --seconds 10
+    python -m musicgen_cli.evaluate.dtypes --model random-small --seconds 4
+
+`random-small`: the random weights of musicgen-small's shape that `musicgen bench` runs (written
+to a temporary folder with the bundled model's tokenizer), for the products' error at full width
+and depth; its distributions are flatter than a trained model's (the entropy column says how flat).
 
 For each dtype: the reference generates greedy codes for each prompt; then both paths run on
 exactly those tokens (teacher forcing) and their guided logits are compared step by step:
@@ -14,10 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import torch
 
-from musicgen_cli import MusicGen, SamplingOptions
+from musicgen_cli import MusicGen, SamplingOptions, bench
 from musicgen_cli.conditioning import with_unconditional
 from musicgen_cli import patterns
 from musicgen_cli.sampling import guide
@@ -32,7 +40,7 @@ def forced_logits(mg: MusicGen, prompt: str, codes: torch.Tensor, cfg: float) ->
     delays = patterns.delays_for(lm.cfg.num_codebooks, lm.cfg.channels)
     seq, _ = patterns.build(codes, delays, codes.shape[2], lm.cfg.special)
     states, mask = with_unconditional(*mg.text([prompt]))
-    mg._conditioning(states, mask, None, 1, guided=True)
+    mg._conditioning(states, mask, None, None, 1, guided=True)
     decoder = mg.backend.decoder(SamplingOptions(top_k=1, cfg=cfg))
     decoder.setup(2, seq.shape[2])
     out = [decoder.logits(decoder.rows(seq[:, :, :1]), 0)]
@@ -48,7 +56,17 @@ def compare(ref: torch.Tensor, got: torch.Tensor) -> dict:
         "relative_error": float((got - ref).pow(2).mean().sqrt() / centred.pow(2).mean().sqrt()),
         "top1_agreement": float((got.argmax(-1) == ref.argmax(-1)).float().mean()),
         "kl": float((p.exp() * (p - q)).sum(-1).mean()),
+        "reference_entropy": float(-(p.exp() * p).sum(-1).mean()),
     }
+
+
+def random_small(folder: Path) -> str:
+    """bench's random musicgen-small-sized model, saved as a checkpoint folder."""
+    bench.random_transformers_model("small").save_pretrained(folder)
+    bundled = Path(__file__).parents[1] / "models" / "bundled"
+    for name in ("spiece.model", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(bundled / name, folder / name)
+    return str(folder)
 
 
 def main(argv=None) -> None:
@@ -58,21 +76,22 @@ def main(argv=None) -> None:
     parser.add_argument("--cfg", type=float, default=3.0)
     parser.add_argument("--dtypes", default="float32,bfloat16,int8")
     args = parser.parse_args(argv)
-    ref = MusicGen.load(args.model, device="cpu", backend="torch")
-    greedy = SamplingOptions(top_k=1, cfg=args.cfg)
-    report = {}
-    for dtype in args.dtypes.split(","):
-        fast = MusicGen.load(args.model, device="cpu", backend="cpu", dtype=dtype)
-        rows, agree = [], []
-        for prompt in PROMPTS:
-            codes = ref.generate_codes([prompt], args.seconds, greedy)
-            rows.append(compare(forced_logits(ref, prompt, codes, args.cfg), forced_logits(fast, prompt, codes, args.cfg)))
-            agree.append(float((fast.generate_codes([prompt], args.seconds, greedy) == codes).float().mean()))
-        report[dtype] = {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]}
-        report[dtype]["free_running_greedy_agreement"] = sum(agree) / len(agree)
-        print(dtype, json.dumps(report[dtype]), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = random_small(Path(tmp)) if args.model == "random-small" else args.model
+        ref = MusicGen.load(model, device="cpu", backend="torch")
+        greedy = SamplingOptions(top_k=1, cfg=args.cfg)
+        codes = {prompt: ref.generate_codes([prompt], args.seconds, greedy) for prompt in PROMPTS}
+        ref_logits = {prompt: forced_logits(ref, prompt, codes[prompt], args.cfg) for prompt in PROMPTS}
+        report = {}
+        for dtype in args.dtypes.split(","):
+            fast = MusicGen.load(model, device="cpu", backend="cpu", dtype=dtype)
+            rows = [compare(ref_logits[p], forced_logits(fast, p, codes[p], args.cfg)) for p in PROMPTS]
+            agree = [float((fast.generate_codes([p], args.seconds, greedy) == codes[p]).float().mean()) for p in PROMPTS]
+            report[dtype] = {key: sum(r[key] for r in rows) / len(rows) for key in rows[0]}
+            report[dtype]["free_running_greedy_agreement"] = sum(agree) / len(agree)
+            report[dtype]["kernels"] = getattr(fast.backend.lib, "isa", None)  # which build ran
+            print(dtype, json.dumps(report[dtype]), flush=True)
     print(json.dumps({"model": args.model, "seconds": args.seconds, "cfg": args.cfg, "prompts": PROMPTS, "dtypes": report}))
-
 
 if __name__ == "__main__":
     main()

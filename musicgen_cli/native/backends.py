@@ -109,7 +109,7 @@ class Backend:
             if self.lib is None and dtype == "float32":
                 backend = "torch"
             else:
-                self.fast = FastLM(lm, dtype, use_cpu_kernels=True, release=True)
+                self.fast = FastLM(lm, dtype, release=True)
                 if self.lib is None:  # what really runs (and what the sidecar records): our LM in PyTorch
                     backend = "cpu-pytorch"
         elif backend == "cuda":

@@ -5,6 +5,9 @@ wheel (or next to the sources in an editable install), and cpu.py runs it at run
 verified prebuilt library is there. A library is used only with its stamp, written after a
 successful build: the digest of the sources and flags it was built from and the SHA-256 of the
 file itself, so a stale, truncated or foreign library is rebuilt instead of loaded.
+
+The library has two builds (ISAS): for AVX2 + FMA, and for AVX-512 with VNNI and BF16, whose
+int8 and bf16 products use the byte and bf16 dot-product instructions (kernels/gemv.h).
 """
 
 from __future__ import annotations
@@ -21,8 +24,25 @@ HERE = Path(__file__).parent
 UNITS = ("decode_step.cpp", "sampler.cpp")  # compiled together into one library
 HEADERS = ("gemv.h", "vecmath.h", "philox.h")
 CUDA_SOURCES = ("sampler.cu",)  # compiled at run time by NVRTC (cuda.py)
-FLAGS = ("-O3", "-std=c++17", "-mavx2", "-mfma", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC")
-PREBUILT = HERE / "_cpu_kernels.so"  # where the package build puts the library
+BASE_FLAGS = ("-O3", "-std=c++17", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC")
+# each build's compiler flags, and the /proc/cpuinfo flags a CPU needs to run it (best build last)
+ISAS = {
+    "avx2": (("-mavx2", "-mfma"), ("avx2", "fma")),
+    "avx512": (("-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx512bf16"),
+               ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16")),
+}
+
+
+def flags(isa: str = "avx2") -> tuple[str, ...]:
+    return (*BASE_FLAGS, *ISAS[isa][0])
+
+
+FLAGS = flags("avx2")
+
+
+def prebuilt(isa: str = "avx2") -> Path:
+    """Where the package build puts the library built for `isa`."""
+    return HERE / f"_cpu_kernels_{isa}.so"
 
 
 def source_dir() -> Path:
@@ -31,9 +51,9 @@ def source_dir() -> Path:
     return packaged if packaged.is_dir() else HERE.parents[1] / "kernels"
 
 
-def source_digest(sources: Path | None = None) -> str:
+def source_digest(sources: Path | None = None, isa: str = "avx2") -> str:
     sources = sources or source_dir()
-    digest = hashlib.sha256(" ".join(FLAGS).encode())
+    digest = hashlib.sha256(" ".join(flags(isa)).encode())
     for name in (*UNITS, *HEADERS):
         digest.update((sources / name).read_bytes())
     return digest.hexdigest()[:16]
@@ -60,8 +80,8 @@ def find_compiler() -> str | None:
     return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
 
 
-def compile_library(target: Path, sources: Path | None = None, compiler: str | None = None) -> None:
-    """Build the library at `target` (through a temporary file and a rename), then its stamp.
+def compile_library(target: Path, sources: Path | None = None, compiler: str | None = None, isa: str = "avx2") -> None:
+    """Build the library for `isa` at `target` (through a temporary file and a rename), then its stamp.
     Raises RuntimeError with the compiler's last line when the build fails."""
     sources = sources or source_dir()
     compiler = compiler or find_compiler()
@@ -71,7 +91,7 @@ def compile_library(target: Path, sources: Path | None = None, compiler: str | N
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
-        done = subprocess.run([compiler, *FLAGS, f"-I{sources}", *(str(sources / u) for u in UNITS), "-o", tmp],
+        done = subprocess.run([compiler, *flags(isa), f"-I{sources}", *(str(sources / u) for u in UNITS), "-o", tmp],
                               capture_output=True, text=True)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
@@ -81,7 +101,7 @@ def compile_library(target: Path, sources: Path | None = None, compiler: str | N
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    stamp = {"sources": source_digest(sources), "sha256": _file_digest(target)}
+    stamp = {"sources": source_digest(sources, isa), "sha256": _file_digest(target)}
     write_atomic(_stamp(target), json.dumps(stamp).encode())
 
 

@@ -2,9 +2,11 @@
 
 `library()` returns the loaded library, or None after one warning line when it cannot be had (not
 an x86-64 CPU with AVX2 and FMA, no prebuilt library and no compiler, a failed build); callers
-then use PyTorch. The package build ships the library prebuilt (build.py, run by setup.py); when
-that one is missing or does not match the sources, it is built once into ~/.cache/musicgen/kernels
-(or $MUSICGEN_CACHE/kernels). Either is loaded only when its stamp verifies (build.py).
+then use PyTorch. Of its builds (build.ISAS) it loads the best one this CPU runs: AVX-512 with
+VNNI and BF16 where /proc/cpuinfo lists them, else AVX2 ($MUSICGEN_CPU_ISA=avx2 chooses AVX2
+anyway). The package build ships the library prebuilt (build.py, run by setup.py); when that one
+is missing or does not match the sources, it is built once into ~/.cache/musicgen/kernels (or
+$MUSICGEN_CACHE/kernels). Either is loaded only when its stamp verifies (build.py).
 """
 
 from __future__ import annotations
@@ -34,35 +36,53 @@ def cache_dir() -> Path:
     return Path(root) / "kernels"
 
 
-def _cpu_supported() -> None:
+def cpu_flags() -> set[str]:
     if platform.machine().lower() not in ("x86_64", "amd64"):
         raise KernelUnavailable(f"the CPU kernels need an x86-64 CPU (this is {platform.machine()})")
     try:
-        flags = Path("/proc/cpuinfo").read_text().split()
+        return set(Path("/proc/cpuinfo").read_text().split())
     except OSError as e:
         raise KernelUnavailable("cannot read /proc/cpuinfo to check for AVX2 and FMA") from e
-    if "avx2" not in flags or "fma" not in flags:
+
+
+def isas() -> list[str]:
+    """The library's builds this CPU runs, best first ($MUSICGEN_CPU_ISA: only that one)."""
+    flags = cpu_flags()
+    runs = [isa for isa, (_, needs) in reversed(build.ISAS.items()) if flags.issuperset(needs)]
+    if not runs:
         raise KernelUnavailable("the CPU kernels need AVX2 and FMA, which this CPU lacks")
+    chosen = os.environ.get("MUSICGEN_CPU_ISA")
+    if chosen:
+        if chosen not in runs:
+            raise KernelUnavailable(f"MUSICGEN_CPU_ISA={chosen}: this CPU runs {' or '.join(runs)}")
+        return [chosen]
+    return runs
 
 
-def locate() -> Path:
-    """The verified library: the prebuilt one, else the cached build (built now if need be)."""
+def locate(isa: str | None = None) -> tuple[str, Path]:
+    """The build and the verified library for `isa` (None: the best this CPU runs that can be had):
+    the prebuilt one, else the cached build (built now if need be)."""
     if os.environ.get("MUSICGEN_NO_CPU_KERNELS"):
         raise KernelUnavailable("MUSICGEN_NO_CPU_KERNELS is set")
-    _cpu_supported()
-    digest = build.source_digest()
-    if build.verified(build.PREBUILT, digest):
-        return build.PREBUILT
-    target = cache_dir() / f"cpu-{digest}.so"
-    if not build.verified(target, digest):  # missing, or damaged or foreign (its name is ours): build it anew
+    error = None
+    for choice in [isa] if isa else isas():
+        digest = build.source_digest(isa=choice)
+        if build.verified(build.prebuilt(choice), digest):
+            return choice, build.prebuilt(choice)
+        target = cache_dir() / f"cpu-{choice}-{digest}.so"
+        if build.verified(target, digest):
+            return choice, target
+        # missing, or damaged or foreign (its name is ours): build it anew
         damaged = f"{target} did not match its stamp (damaged, or not ours); " if target.exists() else ""
         try:
-            build.compile_library(target)
-        except (RuntimeError, OSError) as e:
-            raise KernelUnavailable(f"{damaged}{e}") from e
+            build.compile_library(target, isa=choice)
+        except (RuntimeError, OSError) as e:  # a compiler too old for AVX-512 still builds AVX2
+            error = error or KernelUnavailable(f"{damaged}{e}")
+            continue
         if damaged:
             warnings.warn(f"{damaged}rebuilt it", stacklevel=2)
-    return target
+        return choice, target
+    raise error
 
 
 P, I, F, U64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_uint64
@@ -75,10 +95,18 @@ SIGNATURES = {
 }
 
 
+def library(isa: str | None = None) -> ctypes.CDLL | None:
+    """The library built for `isa` (None: the best this CPU runs; its `isa` says which); loaded
+    once, warned once."""
+    return _library(isa)
+
+
 @functools.lru_cache(maxsize=None)
-def library() -> ctypes.CDLL | None:
+def _library(isa: str | None) -> ctypes.CDLL | None:
     try:  # torch (imported above) has loaded its OpenMP runtime, which the library then shares
-        lib = ctypes.CDLL(str(locate()))
+        isa, path = locate(isa)
+        lib = ctypes.CDLL(str(path))
+        lib.isa = isa
         for name, args in SIGNATURES.items():
             fn = getattr(lib, name)
             fn.argtypes = args

@@ -4,11 +4,13 @@
 - the K codebook embeddings are one table and the K output heads one product;
 - weights are float32, bfloat16 or int8 with a float32 scale per output row (symmetric,
   round-to-nearest), and on the CPU go through kernels/gemv.h, which reads each weight once for
-  every row of the step (the guidance rows included);
+  every row of the step (the guidance rows included); int8 products round their inputs to 8 bits
+  in blocks of 32 values (a float scale per block) as they go;
 - one static KV cache [layers, rows, heads, length, head_dim] for every layer, written at
   positions held in a tensor, so that a step has fixed shapes and can be captured as a CUDA graph;
-  on the CPU it holds bfloat16 for the bfloat16 and int8 dtypes (attention late in a window reads
-  half the bytes), float32 for float32;
+  on the CPU it holds bfloat16 for bfloat16 and int8 with a float scale per head and position
+  for int8 (attention late in a window reads a half or a quarter of float32's bytes), float32
+  for float32;
 - on the CPU, a decode step (one new column) is one call into kernels/decode_step.cpp, which runs
   every layer, norms, attention and GELU included; a prefill goes through PyTorch.
 
@@ -29,21 +31,20 @@ DTYPES = ("float32", "bfloat16", "int8")
 # decode_step.cpp's pointer table: these entries per layer (its `Slot` order), then FINAL_SLOTS
 LAYER_SLOTS = ("norm1_w", "norm1_b", "qkv", "qkv_s", "out", "out_s",
                "norm2_w", "norm2_b", "cross_q", "cross_q_s", "cross_out", "cross_out_s", "cross_k", "cross_v",
-               "norm3_w", "norm3_b", "fc1", "fc1_s", "fc2", "fc2_s", "cache_k", "cache_v")
+               "norm3_w", "norm3_b", "fc1", "fc1_s", "fc2", "fc2_s", "cache_k", "cache_v", "cache_k_s", "cache_v_s")
 FINAL_SLOTS = ("norm_w", "norm_b", "heads", "heads_s", "cross_mask")
+CACHE_TYPES = (torch.float32, torch.bfloat16, torch.int8)  # decode_step.cpp's `Cache` order
 
 
 class Weight:
     """One linear layer's weight [N, K] in the chosen dtype; `self(x)` is x @ weight.T."""
 
     def __init__(self, w: torch.Tensor, dtype: str, lib):
-        # gemv.h reads rows in 32-byte chunks and sums int8 products in int32 (exact up to 8192 wide)
-        fits = w.shape[1] % cpu.CHUNK[dtype] == 0 and w.shape[1] <= 8192
+        fits = w.shape[1] % cpu.CHUNK[dtype] == 0  # gemv.h reads rows in chunks of 32 bytes or more
         self.lib = lib if w.device.type == "cpu" and fits else None
         self.scale = None
         if dtype == "int8":
-            self.scale = (w.abs().amax(dim=1).float() / 127.0).clamp_min(torch.finfo(torch.float32).tiny)
-            self.w = torch.round(w.float() / self.scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+            self.w, self.scale = quantise_rows(w)
         else:
             self.w = w.to(getattr(torch, dtype)).contiguous()
 
@@ -59,14 +60,15 @@ class Weight:
 
 
 class FastLM:
-    def __init__(self, lm: MusicGenLM, dtype: str = "float32", use_cpu_kernels: bool = True, release: bool = False):
+    def __init__(self, lm: MusicGenLM, dtype: str = "float32", release: bool = False, isa: str | None = None):
         """release: free the lm's own copies of the weights packed here (the lm's forward then no
-        longer works; its conditioning still does), so the model is not held twice in memory."""
+        longer works; its conditioning still does), so the model is not held twice in memory.
+        isa: which build of the CPU kernels (cpu.py; None: the best this CPU runs)."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}")
         self.lm, self.cfg = lm, lm.cfg
         device = lm.layer_norm.weight.device
-        lib = cpu.library() if use_cpu_kernels and device.type == "cpu" else None
+        lib = cpu.library(isa) if device.type == "cpu" else None
         # the activations: float32 on the CPU; on a GPU, bfloat16 when the weights are
         self.act = torch.bfloat16 if dtype == "bfloat16" and device.type == "cuda" else torch.float32
 
@@ -88,10 +90,11 @@ class FastLM:
         card = self.cfg.card + 1
         self.embed = torch.cat([e.weight for e in lm.embed_tokens]).to(self.act)  # [K * (card + 1), dim]
         self.offsets = torch.arange(self.cfg.num_codebooks, device=device)[None, :, None] * card
-        self.k = self.v = None
+        self.k = self.v = self.k_scale = self.v_scale = self.position_table = None
         self.dtype, self.lib = dtype, lib
         self.fused = self.fused_step_fits()
-        self.cache_dtype = torch.bfloat16 if dtype != "float32" and self.fused else self.act
+        self.cache_dtype = {"bfloat16": torch.bfloat16, "int8": torch.int8}.get(dtype) if self.fused else None
+        self.cache_dtype = self.cache_dtype or self.act
         self.step_table = None  # decode_step.cpp's pointers, for the current cache and conditioning
 
     def setup_cache(self, rows: int, columns: int) -> None:
@@ -101,7 +104,10 @@ class FastLM:
         device = self.embed.device
         self.k = torch.zeros(shape, dtype=self.cache_dtype, device=device)
         self.v = torch.zeros(shape, dtype=self.cache_dtype, device=device)
+        if self.cache_dtype == torch.int8:  # a scale per head and position
+            self.k_scale, self.v_scale = (torch.zeros(shape[:-1], device=device) for _ in range(2))
         self.step_table = None
+        self.position_table = None  # the steps' position embeddings, made at the first step
 
     def positions(self, start: int, columns: int) -> torch.Tensor:
         """Cache positions of columns start .. start + columns - 1 (the prefix comes first)."""
@@ -134,9 +140,8 @@ class FastLM:
         for i, (layer, w) in enumerate(zip(lm.layers, self.layers)):
             h = layer_norm(x, layer.self_attn_layer_norm)
             q, k, v = w["qkv"](h).view(rows, s, 3, heads, -1).permute(2, 0, 3, 1, 4)
-            self.k[i].index_copy_(2, positions, k.to(self.k.dtype))
-            self.v[i].index_copy_(2, positions, v.to(self.v.dtype))
-            k, v = (c[i, :, :, :length].to(q.dtype) for c in (self.k, self.v))
+            self.cache_write(i, positions, k, v)
+            k, v = self.cache_read(i, length, q.dtype)
             att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             x = x + w["out"](att.transpose(1, 2).reshape(rows, s, -1))
             if "cross_q" in w:
@@ -148,6 +153,19 @@ class FastLM:
             x = x + w["fc2"](F.gelu(w["fc1"](layer_norm(x, layer.final_layer_norm))))
         logits = self.heads(layer_norm(x[:, -1], lm.layer_norm))  # [R, K * card]
         return logits.view(rows, cfg.num_codebooks, cfg.card).float()
+
+    def cache_write(self, layer: int, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        for cache, scales, t in ((self.k, self.k_scale, k), (self.v, self.v_scale, v)):
+            if scales is not None:
+                t, scale = quantise_rows(t)
+                scales[layer].index_copy_(2, positions, scale)
+            cache[layer].index_copy_(2, positions, t.to(cache.dtype))
+
+    def cache_read(self, layer: int, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        def read(cache, scales):
+            t = cache[layer, :, :, :length].to(dtype)
+            return t if scales is None else t * scales[layer, :, :, :length, None].to(dtype)
+        return read(self.k, self.k_scale), read(self.v, self.v_scale)
 
     def fused_step_fits(self) -> bool:
         """Whether decode steps can go through decode_step.cpp: every weight through the C++
@@ -170,7 +188,9 @@ class FastLM:
         if self.step_table is None or self.step_table[0] is not lm.layers[0].cross_kv:
             self.step_table = (lm.layers[0].cross_kv, *self.bind())
         _, table, dims, _ = self.step_table
-        x = (self.embed_codes(codes) + sinusoidal_positions(positions, self.cfg.dim))[:, 0].contiguous()  # [R, dim]
+        if self.position_table is None:  # once, not one cos and sin per step
+            self.position_table = sinusoidal_positions(torch.arange(self.k.shape[3]), self.cfg.dim)
+        x = (self.embed_codes(codes) + self.position_table[positions])[:, 0].contiguous()  # [R, dim]
         logits = torch.empty(x.shape[0], self.cfg.num_codebooks * self.cfg.card)
         eps = lm.layer_norm.eps
         if self.lib.mg_step(DTYPES.index(self.dtype), table.data_ptr(), dims.data_ptr(), eps, x.data_ptr(),
@@ -208,7 +228,8 @@ class FastLM:
                      *norm(layer.encoder_attn_layer_norm if layer.cross else None), *weight(w.get("cross_q")),
                      *weight(w.get("cross_out")), ptr(cross_k), ptr(cross_v),
                      *norm(layer.final_layer_norm), *weight(w["fc1"]), *weight(w["fc2"]),
-                     self.k[i].data_ptr(), self.v[i].data_ptr()]
+                     self.k[i].data_ptr(), self.v[i].data_ptr(),
+                     *(0 if s is None else s[i].data_ptr() for s in (self.k_scale, self.v_scale))]
             assert len(entry) == len(LAYER_SLOTS)
             table += entry
         mask = None if lm.cross_mask is None or cross_len == 0 else lm.cross_mask.reshape(-1, cross_len)
@@ -217,8 +238,14 @@ class FastLM:
         table += final
         rows = self.k.shape[1]
         dims = torch.tensor([rows, c.dim, c.num_heads, c.ffn_dim, c.num_layers, self.k.shape[3], cross_len,
-                             c.num_codebooks * c.card, int(self.k.dtype == torch.bfloat16)], dtype=torch.int32)
+                             c.num_codebooks * c.card, CACHE_TYPES.index(self.k.dtype)], dtype=torch.int32)
         return torch.tensor(table, dtype=torch.int64), dims, keep
+
+
+def quantise_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """t [..., n] -> int8 [..., n] and a float32 scale [...] per row: max |t| / 127, round to nearest."""
+    scale = (t.abs().amax(dim=-1).float() / 127.0).clamp_min(torch.finfo(torch.float32).tiny)
+    return torch.round(t.float() / scale[..., None]).clamp(-127, 127).to(torch.int8).contiguous(), scale
 
 
 def layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
