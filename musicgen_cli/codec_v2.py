@@ -151,7 +151,8 @@ class BundledCodec(nn.Module):
             self.decoder.out.weight[c.dec_fft // 2 + 1 :].zero_()
             self.decoder.out.bias[c.dec_fft // 2 + 1 :].zero_()
         # fixed start phases (not all zero: that would be a click at the first frame)
-        start = torch.rand(c.dec_fft // 2 + 1, generator=torch.Generator().manual_seed(0)) * 2 * torch.pi
+        # (made on the CPU, where the generator is, also when the rest is built on the meta device)
+        start = torch.rand(c.dec_fft // 2 + 1, generator=torch.Generator().manual_seed(0), device="cpu") * 2 * torch.pi
         self.register_buffer("start_phase", start)
         self.aux_head = nn.Linear(c.latent_dim, c.aux_outputs)  # training only; kept so tests can probe it
 

@@ -4,9 +4,8 @@ The codec's reconstruction of short synthesised notes must be closer to its own 
 another input, in pitch (chroma) and in onsets; the model must make different music for different
 prompts, music that changes over time, with no DC offset.
 
-EXPECTED TO FAIL today: the bundled model shipped now is a drone (its codec returns about the same
-sound for every input), and issue 13 replaces it. These are strict xfails, so they turn red as soon
-as the new model passes them: then delete the marks.
+The first bundled model failed both (its codec returned about the same sound for every input); the
+second (issue 13) passes them.
 """
 
 import numpy as np
@@ -17,7 +16,6 @@ from musicgen_cli import SamplingOptions, chroma
 from musicgen_cli.api import MusicGen
 from musicgen_cli.evaluate import features as F
 
-DRONE = pytest.mark.xfail(strict=True, reason="the bundled model is a drone until issue 13's new model lands")
 SR = 32000
 
 
@@ -46,7 +44,6 @@ def onset_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(x[:n], y[:n])[0, 1])
 
 
-@DRONE
 def test_codec_reconstructions_follow_their_own_input(bundled):
     inputs = [notes(seed) for seed in range(4)]
     codes = bundled.codec.encode(torch.from_numpy(np.stack(inputs))[:, None], bundled.lm.cfg.num_codebooks)
@@ -58,7 +55,6 @@ def test_codec_reconstructions_follow_their_own_input(bundled):
         assert own > other + 0.2, (name, sim.round(2))
 
 
-@DRONE
 def test_the_bundled_model_is_not_a_drone(bundled):
     opts = SamplingOptions(seed=3)
     a, b = (bundled.generate([p], 6.0, opts)[0, 0].numpy() for p in ("fast rock drums", "slow calm piano"))
