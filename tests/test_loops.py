@@ -84,9 +84,10 @@ def test_a_bar_exact_loop_through_the_cli(tmp_path):
     assert (side["bpm"], side["bars"], side["meter"], side["loop"]) == (120, 4, "4/4", True)
     assert (side["loop_start"], side["loop_end"], side["duration"]) == (0, len(wav) - 1, 8.0)
     jump, jump_rank, change, change_rank = seam(wav)
-    # at most the median of neighbouring samples and frames inside the piece (measured 0.41 and 0.14;
-    # the same piece cut without the crossfade: 0.9996 and 1.0)
-    assert jump_rank <= 0.5 and change_rank <= 0.5, (jump, jump_rank, change, change_rank)
+    # the wrap is a point like any inside the piece, not an outlier as a cut is. Bundled model (second
+    # version), seeds 3-7: looped, the wrap's change ranks 0.26-0.82 and its jump 0.003-0.85; the same
+    # pieces cut without the crossfade rank 0.956-1.0 in change (seed 3: looped 0.79 / 0.815, cut 0.66 / 0.996)
+    assert jump_rank <= 0.95 and change_rank <= 0.9, (jump, jump_rank, change, change_rank)
 
     r = run("generate", "jazz", "--bpm", "90", "--bars", "2", "--meter", "3/4", "-o", "waltz.flac", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
