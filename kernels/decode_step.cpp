@@ -5,7 +5,6 @@
 // Compiled at run time by kernels/cpu.py with sampler.cpp and called through ctypes.
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "gemv.h"
@@ -25,31 +24,20 @@ enum Slot {
     CACHE_K, CACHE_V, CACHE_K_S, CACHE_V_S, LAYER_SLOTS
 };
 enum FinalSlot { NORM_W, NORM_B, HEADS, HEADS_S, CROSS_MASK };  // after the layers' entries
-enum Cache { CACHE_F32, CACHE_BF16, CACHE_I8 };
+enum Cache { CACHE_F32, CACHE_I8 };
 
 struct Dims {  // int32[9], as kernels/fast_lm.py writes it
     int rows, dim, heads, ffn, layers, cache_len, cross_len, out, cache;
 };
 
-// The KV cache holds float32; or for the lossy dtypes bfloat16 (the high half of a float32), or
-// int8 with a float scale per head and position (max |x| / 127): a half or a quarter of the bytes
-// for attention to read late in a window.
+// The KV cache holds float32; or for the lossy dtypes (bfloat16 and int8 weights) int8 with a
+// float scale per head and position (max |x| / 127): a quarter of the bytes for attention to read
+// late in a window.
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8(const uint16_t* p) {
-    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-}
 inline __m256 load8(const int8_t* p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
 inline void store(const float* from, int n, float* to, float*) { std::copy(from, from + n, to); }
-inline void store(const float* from, int n, uint16_t* to, float*) {  // round to nearest even
-    for (int i = 0; i < n; ++i) {
-        uint32_t bits;
-        std::memcpy(&bits, from + i, 4);
-        to[i] = (uint16_t)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
-    }
-}
 inline void store(const float* from, int n, int8_t* to, float* scale) {  // n: a multiple of 8
     const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     __m256 top = _mm256_setzero_ps();
@@ -199,8 +187,6 @@ int step(const void* const* table, const Dims& d, float eps, float* x, int pos, 
         for (int i = 0; i < 4; ++i) cache[i] = const_cast<void*>(s[CACHE_K + i]);
         if (d.cache == CACHE_I8)
             self_attention<int8_t>(d, pos, wide.data(), cache[0], cache[1], cache[2], cache[3], att.data());
-        else if (d.cache == CACHE_BF16)
-            self_attention<uint16_t>(d, pos, wide.data(), cache[0], cache[1], nullptr, nullptr, att.data());
         else
             self_attention<float>(d, pos, wide.data(), cache[0], cache[1], nullptr, nullptr, att.data());
         product(att.data(), D, s[OUT], s[OUT_S], D, y.data());

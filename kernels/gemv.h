@@ -1,5 +1,6 @@
 // Matrix-vector products that read each weight once for all input rows (the guidance rows share
-// one pass over the weights): fp32, bf16, or int8 weights with a float32 scale per output row.
+// one pass over the weights): fp32, bf16, or int8 weights with a float32 scale per block of 32
+// values of a row (I8_BLOCK; kernels/fast_lm.py's quantise_blocks).
 // All arrays are contiguous, row-major. build.py compiles the library twice: for AVX2 + FMA, and
 // for AVX-512 with VNNI and BF16 (__AVX512VNNI__ below), whose bf16 and int8 products use the dot
 // product instructions; cpu.py loads the one this CPU runs.
@@ -18,21 +19,25 @@ namespace mg {
 // same values of every input row (madd), which its Input prepared once per call, in the layout the
 // chunk wants, zero-padded to a whole chunk; Input::finish turns an accumulator into the sum. K
 // must be a multiple of `unit`; where `width` is larger (the AVX-512 types), the last chunk of each
-// row is read under a mask (load(w, count)).
+// row is read under a mask (load(w, s, k, count)). A row's scales (s: int8 only) come with its
+// values: load(w + k, s, k) reads the chunk at k and its block's scale.
+constexpr int I8_BLOCK = 32;
+
 struct F32 {
     using W = float;
     static constexpr int width = 8, unit = 8;
+    static int scales(int) { return 0; }
     using Acc = __m256;
     using Wv = __m256;
     static Acc zero() { return _mm256_setzero_ps(); }
-    static Wv load(const W* w, int = width) { return _mm256_loadu_ps(w); }
+    static Wv load(const W* w, const float*, int, int = width) { return _mm256_loadu_ps(w); }
     static void madd(Wv w, Wv x, Acc& acc) { acc = _mm256_fmadd_ps(w, x, acc); }
     struct Input {
         const float* x;
         int K;
         Input(const float* x, int, int K) : x(x), K(K) {}
         Wv at(int m, int k) const { return _mm256_loadu_ps(x + (long)m * K + k); }
-        float finish(Acc acc, int) const { return hsum(acc); }
+        float finish(Acc acc, int, const float*, int) const { return hsum(acc); }
     };
 };
 
@@ -91,14 +96,15 @@ inline __m512 dpbf16(__m512 acc, __m512bh a, __m512bh b) {
 struct BF16 {
     using W = uint16_t;
     static constexpr int width = 32, unit = 16;
+    static int scales(int) { return 0; }
     using Acc = __m512;
     using Wv = __m512bh;
     struct Xv {
         __m512bh hi, lo;
     };
     static Acc zero() { return _mm512_setzero_ps(); }
-    static Wv load(const W* w) { return (__m512bh)_mm512_loadu_si512(w); }
-    static Wv load(const W* w, int count) { return (__m512bh)_mm512_maskz_loadu_epi16((__mmask32)first(count), w); }
+    static Wv load(const W* w, const float*, int) { return (__m512bh)_mm512_loadu_si512(w); }
+    static Wv load(const W* w, const float*, int, int count) { return (__m512bh)_mm512_maskz_loadu_epi16((__mmask32)first(count), w); }
     static void madd(Wv w, const Xv& x, Acc& acc) { acc = dpbf16(dpbf16(acc, w, x.hi), w, x.lo); }
     struct Input {
         Rows<uint16_t> hi, lo;
@@ -115,56 +121,64 @@ struct BF16 {
         Xv at(int m, int k) const {
             return {(__m512bh)_mm512_loadu_si512(hi.at(m, k)), (__m512bh)_mm512_loadu_si512(lo.at(m, k))};
         }
-        float finish(Acc acc, int) const { return _mm512_reduce_add_ps(acc); }
+        float finish(Acc acc, int, const float*, int) const { return _mm512_reduce_add_ps(acc); }
     };
 };
 
 // int8 weights times the 14-bit inputs by vpdpbusd (unsigned by signed bytes, four products summed
-// into each int32 lane), twice: q = 128 hi + lo with lo = q & 127 (unsigned) and hi = q >> 7 (signed,
-// |hi| <= 64). lo multiplies the weights as they are; hi multiplies the weights offset to w + 128
-// (unsigned), and 128 times the sum of hi is taken off at the end. Exact in int32 for K <= 8192.
+// into each int32 lane), twice: q = 128 hi + lo, with lo = q & 127 (unsigned) and hi = q >> 7
+// (signed, |hi| <= 64). lo multiplies the weights as they are; hi multiplies the weights offset to
+// w + 128 (unsigned), from a start of -128 times the lane's sum of hi (Input::start), which takes the
+// offset off. A block's sum of q w, 128 times the first plus the second, is exact in int32 and in
+// its float32 conversion (|lane| < 2^24); times the block's scale it goes into a float accumulator.
 struct I8 {
     using W = int8_t;
     static constexpr int width = 64, unit = 32;
-    struct Acc {
-        __m512i hi, lo;
-    };
+    static int scales(int K) { return (K + I8_BLOCK - 1) / I8_BLOCK; }
+    using Acc = __m512;
     struct Wv {
         __m512i w, offset;
+        __m512 scale;
     };
     struct Xv {
-        __m512i hi, lo;
+        __m512i hi, lo, start;
     };
-    static Acc zero() { return {_mm512_setzero_si512(), _mm512_setzero_si512()}; }
-    static Wv with_offset(__m512i w) { return {w, _mm512_xor_si512(w, _mm512_set1_epi8(-128))}; }
-    static Wv load(const W* w) { return with_offset(_mm512_loadu_si512(w)); }
-    static Wv load(const W* w, int count) { return with_offset(_mm512_maskz_loadu_epi8(first(count), w)); }
+    static Acc zero() { return _mm512_setzero_ps(); }
+    static Wv with_offset(__m512i w, __m512 scale) { return {w, _mm512_xor_si512(w, _mm512_set1_epi8(-128)), scale}; }
+    // the scales of the two blocks a chunk spans, each over the 8 lanes that sum its values
+    static __m512 pair(const float* s) {
+        const __m512 two = _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s))));
+        return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), two);
+    }
+    static Wv load(const W* w, const float* s, int k) { return with_offset(_mm512_loadu_si512(w), pair(s + k / I8_BLOCK)); }
+    static Wv load(const W* w, const float* s, int k, int count) {  // the row's last chunk: one block or two
+        const __m512 scale = count > I8_BLOCK ? pair(s + k / I8_BLOCK) : _mm512_set1_ps(s[k / I8_BLOCK]);
+        return with_offset(_mm512_maskz_loadu_epi8(first(count), w), scale);
+    }
     static void madd(const Wv& w, const Xv& x, Acc& acc) {
-        acc.hi = dpbusd(acc.hi, w.offset, x.hi);
-        acc.lo = dpbusd(acc.lo, x.lo, w.w);
+        const __m512i block = dpbusd(_mm512_slli_epi32(dpbusd(x.start, w.offset, x.hi), 7), x.lo, w.w);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(block), w.scale, acc);
     }
     struct Input : Rounded {
         Rows<int8_t> hi, lo;
-        std::vector<long> hi_sum;
-        Input(const float* x, int M, int K) : Rounded(x, M, K, width), hi(M, K, width), lo(M, K, width), hi_sum(M) {
+        Rows<int32_t> start;  // per chunk of 64 values, 16 lanes: -128 times the lane's four hi
+        Input(const float* x, int M, int K) : Rounded(x, M, K, width), hi(M, K, width), lo(M, K, width), start(M, K / 4, 16) {
             for (int m = 0; m < M; ++m) {
-                __m512i sums = _mm512_setzero_si512();
                 for (int k = 0; k < q.stride; k += 32) {
                     const __m512i v = _mm512_loadu_si512(q.at(m, k));
-                    const __m256i h = _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 7));
-                    _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi.row(m) + k), h);
+                    _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi.row(m) + k), _mm512_cvtepi16_epi8(_mm512_srai_epi16(v, 7)));
                     _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo.row(m) + k), _mm512_cvtepi16_epi8(_mm512_and_si512(v, _mm512_set1_epi16(127))));
-                    sums = _mm512_add_epi32(sums, _mm512_cvtepi8_epi32(_mm256_castsi256_si128(h)));
-                    sums = _mm512_add_epi32(sums, _mm512_cvtepi8_epi32(_mm256_extracti128_si256(h, 1)));
                 }
-                hi_sum[m] = _mm512_reduce_add_epi32(sums);
+                for (int k = 0; k < q.stride; k += width) {
+                    const __m512i sums = dpbusd(_mm512_setzero_si512(), _mm512_set1_epi8(1), _mm512_loadu_si512(hi.at(m, k)));
+                    _mm512_storeu_si512(start.row(m) + k / 4, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, 7)));
+                }
             }
         }
-        Xv at(int m, int k) const { return {_mm512_loadu_si512(hi.at(m, k)), _mm512_loadu_si512(lo.at(m, k))}; }
-        float finish(const Acc& acc, int m) const {
-            const long hi_part = (long)_mm512_reduce_add_epi32(acc.hi) - 128 * hi_sum[m];
-            return (float)(128 * hi_part + _mm512_reduce_add_epi32(acc.lo)) * scale[m];
+        Xv at(int m, int k) const {
+            return {_mm512_loadu_si512(hi.at(m, k)), _mm512_loadu_si512(lo.at(m, k)), _mm512_loadu_si512(start.at(m, k / 4))};
         }
+        float finish(Acc acc, int m, const float*, int) const { return _mm512_reduce_add_ps(acc) * scale[m]; }
     };
 };
 
@@ -175,12 +189,13 @@ struct I8 {
 struct BF16 {
     using W = uint16_t;
     static constexpr int width = 16, unit = 16;
+    static int scales(int) { return 0; }
     using Acc = __m256;
     struct Wv {
         __m256 even, odd;
     };
     static Acc zero() { return _mm256_setzero_ps(); }
-    static Wv load(const W* w, int = width) {
+    static Wv load(const W* w, const float*, int, int = width) {
         __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
         return {_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)),
                 _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xFFFF0000u)))};
@@ -195,34 +210,38 @@ struct BF16 {
                         x.row(m)[k + j] = in[(long)m * K + k + 2 * j], x.row(m)[k + 8 + j] = in[(long)m * K + k + 2 * j + 1];
         }
         Wv at(int m, int k) const { return {_mm256_loadu_ps(x.at(m, k)), _mm256_loadu_ps(x.at(m, k + 8))}; }
-        float finish(Acc acc, int) const { return hsum(acc); }
+        float finish(Acc acc, int, const float*, int) const { return hsum(acc); }
     };
 };
 
 // int8 weights widened to 16 bits as they load (vpmovsxbw), times the 14-bit inputs by vpmaddwd:
-// pairs of exact products summed into int32 lanes, which cannot overflow for K <= 8192.
+// pairs of exact products summed into int32 lanes (|lane| < 2^24 for a chunk), converted to float
+// and times the block's scale into a float accumulator.
 struct I8 {
     using W = int8_t;
     static constexpr int width = 32, unit = 32;
-    using Acc = __m256i;
+    static int scales(int K) { return (K + I8_BLOCK - 1) / I8_BLOCK; }
+    using Acc = __m256;
     struct Wv {
         __m256i lo, hi;
+        __m256 scale;
     };
-    static Acc zero() { return _mm256_setzero_si256(); }
-    static Wv load(const W* w, int = width) {
+    static Acc zero() { return _mm256_setzero_ps(); }
+    static Wv load(const W* w, const float* s, int k, int = width) {
         return {_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))),
-                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16)))};
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16))), _mm256_set1_ps(s[k / I8_BLOCK])};
     }
     static void madd(const Wv& w, const Wv& x, Acc& acc) {
-        acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(w.lo, x.lo), _mm256_madd_epi16(w.hi, x.hi)));
+        const __m256i chunk = _mm256_add_epi32(_mm256_madd_epi16(w.lo, x.lo), _mm256_madd_epi16(w.hi, x.hi));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(chunk), w.scale, acc);
     }
     struct Input : Rounded {
         Input(const float* x, int M, int K) : Rounded(x, M, K, width) {}
         Wv at(int m, int k) const {
             return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q.at(m, k))),
-                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q.at(m, k + 16)))};
+                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q.at(m, k + 16))), _mm256_setzero_ps()};
         }
-        float finish(Acc acc, int m) const { return hsum(_mm256_cvtepi32_ps(acc)) * scale[m]; }
+        float finish(Acc acc, int m, const float*, int) const { return hsum(acc) * scale[m]; }
     };
 };
 
@@ -242,32 +261,31 @@ inline void rows(const typename T::Input& in, int m0, int K, const typename T::W
     for (int r = 0; r < R; ++r)
         for (int m = 0; m < M; ++m) acc[r][m] = T::zero();
     const typename T::W* wr[R];
-    for (int r = 0; r < R; ++r) wr[r] = w + (long)(n0 + r) * K;
+    const float* sr[R];  // the rows' scales (int8)
+    for (int r = 0; r < R; ++r) wr[r] = w + (long)(n0 + r) * K, sr[r] = wscale + (long)(n0 + r) * T::scales(K);
     int k = 0;
     for (; k + T::width <= K; k += T::width)  // one weight row at a time: few registers on AVX2
         for (int r = 0; r < R; ++r) {
             if (sizeof(typename T::W) * T::width >= 64 || k * sizeof(typename T::W) % 64 == 0)  // once a cache line
                 _mm_prefetch(reinterpret_cast<const char*>(wr[r] + k + 2L * R * K), _MM_HINT_T1);
-            const auto wv = T::load(wr[r] + k);
+            const auto wv = T::load(wr[r] + k, sr[r], k);
             for (int m = 0; m < M; ++m) T::madd(wv, in.at(m0 + m, k), acc[r][m]);
         }
     if (k < K)
         for (int r = 0; r < R; ++r) {
-            const auto wv = T::load(wr[r] + k, K - k);
+            const auto wv = T::load(wr[r] + k, sr[r], k, K - k);
             for (int m = 0; m < M; ++m) T::madd(wv, in.at(m0 + m, k), acc[r][m]);
         }
-    for (int r = 0; r < R; ++r) {
-        const float s = wscale ? wscale[n0 + r] : 1.0f;
-        for (int m = 0; m < M; ++m) y[(long)m * N + n0 + r] = in.finish(acc[r][m], m0 + m) * s;
-    }
+    for (int r = 0; r < R; ++r)
+        for (int m = 0; m < M; ++m) y[(long)m * N + n0 + r] = in.finish(acc[r][m], m0 + m, sr[r], K);
 }
 
-// y[m, n] = wscale[n] * sum_k x[m, k] * w[n, k] for input rows m0 .. m0 + M - 1.
+// y[m, n] = sum_k x[m, k] * w[n, k] (int8: times the scale of k's block of row n) for input rows m0 .. m0 + M - 1.
 template <typename T, int M>
 void gemv(const typename T::Input& in, int m0, int K, const typename T::W* w, const float* wscale, int N, float* y) {
     constexpr int NR = M <= 2 ? 4 : 8 / M;
     const int blocks = (N + NR - 1) / NR;
-#pragma omp parallel for schedule(dynamic, 16) if ((long)N * K >= (1L << 16))  // a busy core does less
+#pragma omp parallel for schedule(guided) if ((long)N * K >= (1L << 16))  // large first parts, then a busy core does less
     for (int blk = 0; blk < blocks; ++blk) {
         const int n0 = blk * NR;
         if (n0 + NR <= N)

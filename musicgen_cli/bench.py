@@ -54,7 +54,7 @@ def step_weight_bytes(lm, dtype: str) -> int:
     for name, p in lm.named_parameters():
         if p.dim() == 2 and name.startswith(("layers.", "lm_heads.")) and ".encoder_attn.k_proj" not in name \
                 and ".encoder_attn.v_proj" not in name:
-            total += p.numel() * size + (p.shape[0] * 4 if dtype == "int8" else 0)
+            total += p.numel() * size + (p.shape[0] * -(-p.shape[1] // 32) * 4 if dtype == "int8" else 0)
     return total
 
 

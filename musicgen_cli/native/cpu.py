@@ -118,7 +118,8 @@ def _library(isa: str | None) -> ctypes.CDLL | None:
 
 
 def linear(lib: ctypes.CDLL, x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    """x [..., K] fp32 times weight [N, K] (fp32, bf16, or int8 with scale [N]) -> [..., N] fp32."""
+    """x [..., K] fp32 times weight [N, K] (fp32, bf16, or int8 with its scales [N, blocks] from
+    fast_lm.quantise_blocks) -> [..., N] fp32."""
     x2 = x.reshape(-1, x.shape[-1]).contiguous()
     m, k = x2.shape
     n = weight.shape[0]

@@ -2,14 +2,14 @@
 
 - the self-attention q, k and v projections are one product (one pass over their weights);
 - the K codebook embeddings are one table and the K output heads one product;
-- weights are float32, bfloat16 or int8 with a float32 scale per output row (symmetric,
-  round-to-nearest), and on the CPU go through kernels/gemv.h, which reads each weight once for
-  every row of the step (the guidance rows included); int8 products round their inputs to 8 bits
-  in blocks of 32 values (a float scale per block) as they go;
+- weights are float32, bfloat16 or int8 with a float32 scale per block of 32 values of a row
+  (symmetric, round-to-nearest: quantise_blocks), and on the CPU go through kernels/gemv.h, which
+  reads each weight once for every row of the step (the guidance rows included); int8 products
+  round their inputs to 14-bit integers (a float scale per row) as they go;
 - one static KV cache [layers, rows, heads, length, head_dim] for every layer, written at
   positions held in a tensor, so that a step has fixed shapes and can be captured as a CUDA graph;
-  on the CPU it holds bfloat16 for bfloat16 and int8 with a float scale per head and position
-  for int8 (attention late in a window reads a half or a quarter of float32's bytes), float32
+  on the CPU it holds int8 with a float scale per head and position for the lossy dtypes
+  (bfloat16 and int8: attention late in a window reads a quarter of float32's bytes), float32
   for float32;
 - on the CPU, a decode step (one new column) is one call into kernels/decode_step.cpp, which runs
   every layer, norms, attention and GELU included; a prefill goes through PyTorch.
@@ -28,12 +28,13 @@ from ..lm import MusicGenLM, sinusoidal_positions
 from . import cpu
 
 DTYPES = ("float32", "bfloat16", "int8")
+I8_BLOCK = 32  # int8 weights: a scale per this many values of a row (gemv.h's I8_BLOCK)
 # decode_step.cpp's pointer table: these entries per layer (its `Slot` order), then FINAL_SLOTS
 LAYER_SLOTS = ("norm1_w", "norm1_b", "qkv", "qkv_s", "out", "out_s",
                "norm2_w", "norm2_b", "cross_q", "cross_q_s", "cross_out", "cross_out_s", "cross_k", "cross_v",
                "norm3_w", "norm3_b", "fc1", "fc1_s", "fc2", "fc2_s", "cache_k", "cache_v", "cache_k_s", "cache_v_s")
 FINAL_SLOTS = ("norm_w", "norm_b", "heads", "heads_s", "cross_mask")
-CACHE_TYPES = (torch.float32, torch.bfloat16, torch.int8)  # decode_step.cpp's `Cache` order
+CACHE_TYPES = (torch.float32, torch.int8)  # decode_step.cpp's `Cache` order
 
 
 class Weight:
@@ -44,13 +45,14 @@ class Weight:
         self.lib = lib if w.device.type == "cpu" and fits else None
         self.scale = None
         if dtype == "int8":
-            self.w, self.scale = quantise_rows(w)
+            self.w, self.scale = quantise_blocks(w)
         else:
             self.w = w.to(getattr(torch, dtype)).contiguous()
 
     def dense(self, dtype: torch.dtype) -> torch.Tensor:
         if self.scale is not None:
-            return (self.w.float() * self.scale[:, None]).to(dtype)
+            blocks = in_blocks(self.w, self.scale.shape[1]) * self.scale[..., None]
+            return blocks.flatten(1)[:, : self.w.shape[1]].to(dtype)
         return self.w.to(dtype)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,8 +95,7 @@ class FastLM:
         self.k = self.v = self.k_scale = self.v_scale = self.position_table = None
         self.dtype, self.lib = dtype, lib
         self.fused = self.fused_step_fits()
-        self.cache_dtype = {"bfloat16": torch.bfloat16, "int8": torch.int8}.get(dtype) if self.fused else None
-        self.cache_dtype = self.cache_dtype or self.act
+        self.cache_dtype = torch.int8 if self.fused and dtype != "float32" else self.act
         self.step_table = None  # decode_step.cpp's pointers, for the current cache and conditioning
 
     def setup_cache(self, rows: int, columns: int) -> None:
@@ -240,6 +241,21 @@ class FastLM:
         dims = torch.tensor([rows, c.dim, c.num_heads, c.ffn_dim, c.num_layers, self.k.shape[3], cross_len,
                              c.num_codebooks * c.card, CACHE_TYPES.index(self.k.dtype)], dtype=torch.int32)
         return torch.tensor(table, dtype=torch.int64), dims, keep
+
+
+def quantise_blocks(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """w [N, K] -> int8 [N, K] and float32 scales [N, B] for its B blocks of I8_BLOCK values of a row
+    (the last part-filled): each block's max |w| / 127, round to nearest. (Per block, not per row: a
+    row's largest weight then coarsens only its own block.)"""
+    blocks = in_blocks(w, -(-w.shape[1] // I8_BLOCK))
+    scale = (blocks.abs().amax(dim=-1) / 127.0).clamp_min(torch.finfo(torch.float32).tiny)
+    q = torch.round(blocks / scale[..., None]).clamp(-127, 127)
+    return q.flatten(1)[:, : w.shape[1]].to(torch.int8).contiguous(), scale.contiguous()
+
+
+def in_blocks(w: torch.Tensor, blocks: int) -> torch.Tensor:
+    """w [N, K] -> float32 [N, blocks, I8_BLOCK], zero-padded."""
+    return F.pad(w.float(), (0, blocks * I8_BLOCK - w.shape[1])).view(w.shape[0], blocks, I8_BLOCK)
 
 
 def quantise_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
