@@ -19,7 +19,7 @@ static float value(int i) { return std::sin(0.37f * (float)i); }
 
 // Exact-sized buffers, so that any read past one is caught.
 static int products(int M, int K, int N) {
-    std::vector<float> x(M * K), wf(N * K), scale(N, 0.01f), y(M * N);
+    std::vector<float> x(M * K), wf(N * K), scale(N * ((K + 31) / 32), 0.01f), y(M * N);  // int8: a scale per 32
     std::vector<uint16_t> wb(N * K, 0x3F80);  // bf16 1.0
     std::vector<int8_t> wi(N * K);
     for (int i = 0; i < M * K; ++i) x[i] = value(i);
@@ -52,15 +52,15 @@ static int steps(int dtype, int cache, int length) {
     auto w = [&](int n, int k, int seed) {  // bf16: pairs of 0 and 2^-7 (the halves of a float)
         return dtype == 2 ? buffer((size_t)n * k, seed) : floats((size_t)n * k / (dtype == 1 ? 2 : 1), dtype == 1 ? 0.0078125f : 0.01f);
     };
-    auto s = [&](int n) { return dtype == 2 ? floats(n, 0.001f) : nullptr; };
-    const size_t cache_bytes = (size_t)R * H * length * hd * (cache == 0 ? 4 : cache == 1 ? 2 : 1);
+    auto s = [&](int n, int k) { return dtype == 2 ? floats((size_t)n * ((k + 31) / 32), 0.001f) : nullptr; };
+    const size_t cache_bytes = (size_t)R * H * length * hd * (cache == 0 ? 4 : 1);  // float32 or int8
     std::vector<const void*> table = {
-        floats(D, 1.0f), floats(D, 0.0f), w(3 * D, D, 1), s(3 * D), w(D, D, 2), s(D),
-        floats(D, 1.0f), floats(D, 0.0f), w(D, D, 3), s(D), w(D, D, 4), s(D), floats(R * H * T * hd, 0.1f),
-        floats(R * H * T * hd, 0.2f), floats(D, 1.0f), floats(D, 0.0f), w(F, D, 5), s(F), w(D, F, 6), s(D),
-        buffer(cache_bytes, 7), buffer(cache_bytes, 8), cache == 2 ? floats(R * H * length, 0.0f) : nullptr,
-        cache == 2 ? floats(R * H * length, 0.0f) : nullptr,
-        floats(D, 1.0f), floats(D, 0.0f), w(out, D, 9), s(out), floats(R * T, 0.0f)};
+        floats(D, 1.0f), floats(D, 0.0f), w(3 * D, D, 1), s(3 * D, D), w(D, D, 2), s(D, D),
+        floats(D, 1.0f), floats(D, 0.0f), w(D, D, 3), s(D, D), w(D, D, 4), s(D, D), floats(R * H * T * hd, 0.1f),
+        floats(R * H * T * hd, 0.2f), floats(D, 1.0f), floats(D, 0.0f), w(F, D, 5), s(F, D), w(D, F, 6), s(D, F),
+        buffer(cache_bytes, 7), buffer(cache_bytes, 8), cache == 1 ? floats(R * H * length, 0.0f) : nullptr,
+        cache == 1 ? floats(R * H * length, 0.0f) : nullptr,
+        floats(D, 1.0f), floats(D, 0.0f), w(out, D, 9), s(out, D), floats(R * T, 0.0f)};
     const int dims[] = {R, D, H, F, 1, length, T, out, cache};
     std::vector<float> x(R * D), logits(R * out);
     int err = 0;
@@ -83,7 +83,7 @@ int main() {
                 failures += err != 0;
             }
     for (int dtype = 0; dtype < 3; ++dtype)
-        for (int cache = 0; cache < 3; ++cache)
+        for (int cache = 0; cache < 2; ++cache)
             for (int length : {1, 9}) {
                 const int err = steps(dtype, cache, length);
                 std::printf("step dtype=%d cache=%d length=%d: %d\n", dtype, cache, length, err);
