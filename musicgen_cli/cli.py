@@ -212,11 +212,11 @@ def continue_(
     prompt_seconds = continuation.default_prompt_seconds(mg) if prompt_seconds is None else prompt_seconds
     job.record["prompt_seconds"] = prompt_seconds
     wav, before = continuation.at_model_rate(mg, wav, sr, first)
-    _, made = continuation.plan(mg, before + wav.shape[1], duration, prompt_seconds, available=wav.shape[1])
+    prompt_samples, made = continuation.plan(mg, before + wav.shape[1], duration, prompt_seconds, available=wav.shape[1])
     written = duration - (before + wav.shape[1]) / mg.sample_rate if only_new else duration
     announce(mg, 1, written, f", continuing {input.name}", max(wav.shape[0], mg.channels), stream, job.options.seed)
     start = time.perf_counter()
-    splice = continuation.splicer(mg, wav, duration, prompt_seconds, before)
+    splice = continuation.splicer(mg, wav, duration, prompt_samples, before)
     with streaming.listening(stream, mg, splice.total, err.print, splice, start=wav.shape[1] if only_new else 0) as listen:
         out = jobs.with_progress(mg, None if stream.endless else made, lambda progress: continuation.continue_audio(
             mg, wav, duration, prompt_seconds, prompt, job.options, stride, progress, before, on_frames=listen))

@@ -116,13 +116,13 @@ def continue_audio(
     codes = mg.generate_codes(
         [description], frames / mg.frame_rate, options, stride, progress, audio=model_in[None], on_frames=on_frames
     )
-    return splicer(mg, wav, duration, prompt_seconds, before).push(mg.decode(codes)[0].cpu().numpy())
+    return splicer(mg, wav, duration, prompt, before).push(mg.decode(codes)[0].cpu().numpy())
 
 
-def splicer(mg, wav: np.ndarray, duration: float, prompt_seconds: float, before: int = 0) -> Splice:
+def splicer(mg, wav: np.ndarray, duration: float, prompt: int, before: int = 0) -> Splice:
     """The Splice that puts the re-synthesis of `wav` (the input's end, `before` samples from its
-    start) continued to `duration` after the user's own samples."""
-    prompt, _ = plan(mg, before + wav.shape[1], duration, prompt_seconds, available=wav.shape[1])
+    start; its last `prompt` samples are the model's prompt, as `plan` says) continued to `duration`
+    after the user's own samples."""
     channels, sr = max(wav.shape[0], mg.channels), mg.sample_rate
     total = None if duration == math.inf else round(duration * sr) - before
     return Splice(audio.match_channels(wav, channels), prompt, total, round(CROSSFADE_SECONDS * sr))
