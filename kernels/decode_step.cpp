@@ -14,9 +14,9 @@ namespace {
 using namespace mg;
 
 // One layer's entries in the pointer table; kernels/fast_lm.py (LAYER_SLOTS) writes them in this
-// order. The *_S entries are int8 weights' per-row scales (null otherwise); the cross-attention
-// entries are null for melody models, which have no cross-attention; CACHE_*_S are the int8 KV
-// cache's scales (null for the other caches).
+// order. The *_S entries are int8 weights' scales, one per block of 32 values of a row (null
+// otherwise); the cross-attention entries are null for melody models, which have no
+// cross-attention; CACHE_*_S are the int8 KV cache's scales (null for a float32 cache).
 enum Slot {
     NORM1_W, NORM1_B, QKV, QKV_S, OUT, OUT_S,
     NORM2_W, NORM2_B, CROSS_Q, CROSS_Q_S, CROSS_OUT, CROSS_OUT_S, CROSS_K, CROSS_V,

@@ -259,7 +259,8 @@ def in_blocks(w: torch.Tensor, blocks: int) -> torch.Tensor:
 
 
 def quantise_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """t [..., n] -> int8 [..., n] and a float32 scale [...] per row: max |t| / 127, round to nearest."""
+    """t [..., n] -> int8 [..., n] and a float32 scale [...] per row: max |t| / 127, round to nearest
+    (the KV cache's keys and values, a row per head and position)."""
     scale = (t.abs().amax(dim=-1).float() / 127.0).clamp_min(torch.finfo(torch.float32).tiny)
     return torch.round(t.float() / scale[..., None]).clamp(-127, 127).to(torch.int8).contiguous(), scale
 
