@@ -26,6 +26,7 @@ SIZES = {  # decoder dim, layers, heads, ffn (reference.md's table)
     "small": (1024, 24, 16, 4096),
     "medium": (1536, 48, 24, 6144),
     "large": (2048, 48, 32, 8192),
+    "tiny": (64, 2, 4, 128),  # not published: a quick check that the benchmark runs (its times mean little)
 }
 TEXT = [[37, 1043, 3, 9, 5, 1]]  # any six text tokens
 

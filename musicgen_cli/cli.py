@@ -330,7 +330,7 @@ def download(name: str = typer.Argument(..., help="A published model's short nam
 
 @app.command()
 def bench(
-    size: str = typer.Option("small", "--size", help="Published decoder size: small, medium or large (random weights)."),
+    size: str = typer.Option("small", "--size", help="Decoder size (random weights): small, medium or large as published; tiny checks that the benchmark runs."),
     dtype: str = typer.Option("float32,bfloat16,int8", "--dtype", help="Our decoder dtypes to time, comma-separated."),
     backend: str = BACKEND,
     device: str = DEVICE,
