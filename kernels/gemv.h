@@ -37,7 +37,7 @@ struct F32 {
         int K;
         Input(const float* x, int, int K) : x(x), K(K) {}
         Wv at(int m, int k) const { return _mm256_loadu_ps(x + (long)m * K + k); }
-        float finish(Acc acc, int, const float*, int) const { return hsum(acc); }
+        float finish(Acc acc, int) const { return hsum(acc); }
     };
 };
 
@@ -121,7 +121,7 @@ struct BF16 {
         Xv at(int m, int k) const {
             return {(__m512bh)_mm512_loadu_si512(hi.at(m, k)), (__m512bh)_mm512_loadu_si512(lo.at(m, k))};
         }
-        float finish(Acc acc, int, const float*, int) const { return _mm512_reduce_add_ps(acc); }
+        float finish(Acc acc, int) const { return _mm512_reduce_add_ps(acc); }
     };
 };
 
@@ -178,7 +178,7 @@ struct I8 {
         Xv at(int m, int k) const {
             return {_mm512_loadu_si512(hi.at(m, k)), _mm512_loadu_si512(lo.at(m, k)), _mm512_loadu_si512(start.at(m, k / 4))};
         }
-        float finish(Acc acc, int m, const float*, int) const { return _mm512_reduce_add_ps(acc) * scale[m]; }
+        float finish(Acc acc, int m) const { return _mm512_reduce_add_ps(acc) * scale[m]; }
     };
 };
 
@@ -210,7 +210,7 @@ struct BF16 {
                         x.row(m)[k + j] = in[(long)m * K + k + 2 * j], x.row(m)[k + 8 + j] = in[(long)m * K + k + 2 * j + 1];
         }
         Wv at(int m, int k) const { return {_mm256_loadu_ps(x.at(m, k)), _mm256_loadu_ps(x.at(m, k + 8))}; }
-        float finish(Acc acc, int, const float*, int) const { return hsum(acc); }
+        float finish(Acc acc, int) const { return hsum(acc); }
     };
 };
 
@@ -226,22 +226,25 @@ struct I8 {
         __m256i lo, hi;
         __m256 scale;
     };
+    struct Xv {
+        __m256i lo, hi;
+    };
     static Acc zero() { return _mm256_setzero_ps(); }
     static Wv load(const W* w, const float* s, int k, int = width) {
         return {_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))),
                 _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16))), _mm256_set1_ps(s[k / I8_BLOCK])};
     }
-    static void madd(const Wv& w, const Wv& x, Acc& acc) {
+    static void madd(const Wv& w, const Xv& x, Acc& acc) {
         const __m256i chunk = _mm256_add_epi32(_mm256_madd_epi16(w.lo, x.lo), _mm256_madd_epi16(w.hi, x.hi));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(chunk), w.scale, acc);
     }
     struct Input : Rounded {
         Input(const float* x, int M, int K) : Rounded(x, M, K, width) {}
-        Wv at(int m, int k) const {
+        Xv at(int m, int k) const {
             return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q.at(m, k))),
-                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q.at(m, k + 16))), _mm256_setzero_ps()};
+                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q.at(m, k + 16)))};
         }
-        float finish(Acc acc, int m, const float*, int) const { return hsum(acc) * scale[m]; }
+        float finish(Acc acc, int m) const { return hsum(acc) * scale[m]; }
     };
 };
 
@@ -277,7 +280,7 @@ inline void rows(const typename T::Input& in, int m0, int K, const typename T::W
             for (int m = 0; m < M; ++m) T::madd(wv, in.at(m0 + m, k), acc[r][m]);
         }
     for (int r = 0; r < R; ++r)
-        for (int m = 0; m < M; ++m) y[(long)m * N + n0 + r] = in.finish(acc[r][m], m0 + m, sr[r], K);
+        for (int m = 0; m < M; ++m) y[(long)m * N + n0 + r] = in.finish(acc[r][m], m0 + m);
 }
 
 // y[m, n] = sum_k x[m, k] * w[n, k] (int8: times the scale of k's block of row n) for input rows m0 .. m0 + M - 1.

@@ -50,12 +50,14 @@ def random_transformers_model(size: str, device: str = "cpu"):
 def step_weight_bytes(lm, dtype: str) -> int:
     """Bytes of decoder weights one decode step reads (cross-attention keys and values are computed
     once per piece, so their projections are not counted)."""
+    from .native.fast_lm import I8_BLOCK
+
     size = {"float32": 4, "bfloat16": 2, "int8": 1}[dtype]
     total = 0
     for name, p in lm.named_parameters():
         if p.dim() == 2 and name.startswith(("layers.", "lm_heads.")) and ".encoder_attn.k_proj" not in name \
                 and ".encoder_attn.v_proj" not in name:
-            total += p.numel() * size + (p.shape[0] * -(-p.shape[1] // 32) * 4 if dtype == "int8" else 0)
+            total += p.numel() * size + (p.shape[0] * -(-p.shape[1] // I8_BLOCK) * 4 if dtype == "int8" else 0)
     return total
 
 

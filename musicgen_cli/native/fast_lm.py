@@ -247,10 +247,8 @@ def quantise_blocks(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """w [N, K] -> int8 [N, K] and float32 scales [N, B] for its B blocks of I8_BLOCK values of a row
     (the last part-filled): each block's max |w| / 127, round to nearest. (Per block, not per row: a
     row's largest weight then coarsens only its own block.)"""
-    blocks = in_blocks(w, -(-w.shape[1] // I8_BLOCK))
-    scale = (blocks.abs().amax(dim=-1) / 127.0).clamp_min(torch.finfo(torch.float32).tiny)
-    q = torch.round(blocks / scale[..., None]).clamp(-127, 127)
-    return q.flatten(1)[:, : w.shape[1]].to(torch.int8).contiguous(), scale.contiguous()
+    q, scale = quantise_rows(in_blocks(w, -(-w.shape[1] // I8_BLOCK)))  # each block a row
+    return q.flatten(1)[:, : w.shape[1]].contiguous(), scale.contiguous()
 
 
 def in_blocks(w: torch.Tensor, blocks: int) -> torch.Tensor:
@@ -260,7 +258,7 @@ def in_blocks(w: torch.Tensor, blocks: int) -> torch.Tensor:
 
 def quantise_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """t [..., n] -> int8 [..., n] and a float32 scale [...] per row: max |t| / 127, round to nearest
-    (the KV cache's keys and values, a row per head and position)."""
+    (the KV cache's keys and values, a row per head and position; quantise_blocks' blocks)."""
     scale = (t.abs().amax(dim=-1).float() / 127.0).clamp_min(torch.finfo(torch.float32).tiny)
     return torch.round(t.float() / scale[..., None]).clamp(-127, 127).to(torch.int8).contiguous(), scale
 
